@@ -1,0 +1,43 @@
+"""`python -m ucloud_operator`: run the operator against the current cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+import kopf
+
+from . import settings as settings_module
+from .handlers import Runtime, registry
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ours = settings_module.parse(argv)
+    log_format = kopf.LogFormat.JSON if ours.log_format == "json" else kopf.LogFormat.FULL
+    kopf.configure(debug=ours.log_level == "DEBUG", log_format=log_format, log_refkey="job")
+    logging.getLogger().setLevel(ours.log_level)
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    logging.getLogger(__package__).info(
+        "starting: namespaces=%s image-pull-grace=%ss pod-policy=%s workers=%d",
+        ",".join(ours.namespaces) or "*",
+        ours.image_pull_grace,
+        "enforce" if ours.pod_policy else "off",
+        ours.workers,
+    )
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            clusterwide=not ours.namespaces,
+            namespaces=ours.namespaces,
+            standalone=True,
+            memo=kopf.Memo(runtime=Runtime(ours)),
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""The sync loop: for one job key, observe, `decide`, then act on the decision.
+
+Level-triggered: every pass recomputes the status from the job, its pods (the in-memory index
+fed by the watches) and the last status; nothing is kept as a diff of events. The controller is
+the only writer of `status`. Keys come from a `WorkQueue`, so a job is never reconciled by two
+workers at once and a burst of pod events becomes one pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .children import build_replica_pod, build_service
+from .kube import JobApi, Refused, Transient
+from .models import UCloudJobStatus
+from .replicas import ReplicaPod
+from .state import Decision, Job, Observed, Settings, decide
+from .workqueue import WorkQueue
+
+logger = logging.getLogger(__name__)
+
+JobKey = tuple[str, str]  # (namespace, name)
+
+# How long a created pod may stay unseen by the watch before it counts as lost (client-go's
+# ControllerExpectations use the same five minutes).
+CREATE_EXPECTATION_SECONDS = 300.0
+MAX_RETRY_DELAY_SECONDS = 300.0
+
+
+class Controller:
+    def __init__(
+        self,
+        api: JobApi,
+        settings: Settings,
+        jobs: Callable[[JobKey], Job | None],
+        pods: Callable[[JobKey], Iterable[ReplicaPod]],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.queue: WorkQueue[JobKey] = WorkQueue()
+        self._api = api
+        self._settings = settings
+        self._jobs = jobs
+        self._pods = pods
+        self._clock = clock
+        self._written: dict[JobKey, UCloudJobStatus] = {}  # ahead of the watch until it catches up
+        self._creating: dict[JobKey, dict[int, float]] = {}  # rank -> monotonic expiry
+        self._refused: dict[JobKey, dict[int, str]] = {}
+        self._deleting: dict[JobKey, set[str]] = {}
+        self._failures: dict[JobKey, int] = {}
+
+    def enqueue(self, key: JobKey) -> None:
+        self.queue.add(key)
+
+    def forget(self, key: JobKey) -> None:
+        """The job is gone: drop everything kept for it."""
+        for memory in (self._written, self._creating, self._refused, self._deleting):
+            memory.pop(key, None)
+        self._failures.pop(key, None)
+        self.queue.forget(key)
+
+    async def run(self, workers: int) -> None:
+        await asyncio.gather(*(self._worker() for _ in range(workers)))
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self.reconcile(key)
+                self._failures.pop(key, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                failures = self._failures[key] = self._failures.get(key, 0) + 1
+                delay = min(MAX_RETRY_DELAY_SECONDS, 0.5 * 2**failures)
+                level = logging.WARNING if isinstance(error, Transient | Refused) else logging.ERROR
+                _log(key).log(
+                    level,
+                    "reconcile failed (retry in %.1fs): %s",
+                    delay,
+                    error,
+                    exc_info=level == logging.ERROR,
+                )
+                self.queue.add_at(key, self._clock() + timedelta(seconds=delay))
+            finally:
+                self.queue.done(key)
+
+    async def reconcile(self, key: JobKey) -> Decision | None:
+        seen = self._jobs(key)
+        if seen is None:
+            self.forget(key)
+            return None
+        job = replace(seen, status=self._previous_status(key, seen))
+        decision = decide(job, self._observe(key, job), self._clock(), self._settings)
+        if decision.create_ranks:
+            await self._create(key, job, decision)
+            decision = decide(job, self._observe(key, job), self._clock(), self._settings)
+        if decision.changed:
+            patch = merge_patch(job.status, decision.status)
+            await self._api.patch_status(job.namespace, job.name, patch)
+            self._written[key] = decision.status
+        if decision.event is not None:
+            await self._emit(key, job, decision)
+            self.queue.add(key)  # a new state can enable the next rule: CANCELING -> SUCCESS
+        await self._delete(key, job, decision.delete_pods)
+        if decision.recheck_at is not None:
+            self.queue.add_at(key, decision.recheck_at)
+        return decision
+
+    def _previous_status(self, key: JobKey, job: Job) -> UCloudJobStatus:
+        written = self._written.get(key)
+        if written is None:
+            return job.status
+        if job.status == written:
+            del self._written[key]  # the watch has caught up
+        return written
+
+    def _observe(self, key: JobKey, job: Job) -> Observed:
+        pods: dict[int, ReplicaPod] = {}
+        for pod in self._pods(key):
+            # Pods left by an earlier job of the same name belong to another owner uid.
+            if pod.rank is not None and pod.owner_uid == job.uid:
+                pods[pod.rank] = pod
+        creating = self._creating.get(key)
+        if creating:
+            now = time.monotonic()
+            for rank in [r for r, until in creating.items() if r in pods or until < now]:
+                del creating[rank]
+        deleting = self._deleting.get(key)
+        if deleting:
+            deleting &= {pod.name for pod in pods.values()}
+        return Observed(
+            pods=pods,
+            creating=frozenset(creating or ()),
+            refused=dict(self._refused.get(key, {})),
+        )
+
+    async def _create(self, key: JobKey, job: Job, decision: Decision) -> None:
+        assert job.spec is not None  # rule 3a fails jobs without a readable spec
+        if decision.create_service:
+            try:
+                await self._api.create(build_service(job.namespace, job.name, job.uid))
+            except Refused as error:
+                _log(key).warning("the headless Service was refused: %s", error)
+        ranks = decision.create_ranks
+        bodies = [build_replica_pod(job.namespace, job.name, job.uid, job.spec, r) for r in ranks]
+        results = await asyncio.gather(
+            *(self._api.create(body) for body in bodies), return_exceptions=True
+        )
+        until = time.monotonic() + CREATE_EXPECTATION_SECONDS
+        transient: BaseException | None = None
+        for rank, result in zip(ranks, results, strict=True):
+            if result is None:
+                self._creating.setdefault(key, {})[rank] = until
+            elif isinstance(result, Refused):
+                self._refused.setdefault(key, {})[rank] = str(result)
+            else:
+                transient = result
+        if transient is not None:
+            raise transient  # the ranks still missing are created on the retry
+
+    async def _emit(self, key: JobKey, job: Job, decision: Decision) -> None:
+        event = decision.event
+        assert event is not None
+        _log(key).info("%s", event.message)
+        try:
+            await self._api.emit_event(job.namespace, job.name, job.uid, event)
+        except (Refused, Transient) as error:
+            # The status already holds the change; a lost event must not stall the job.
+            _log(key).warning("could not post the event: %s", error)
+
+    async def _delete(self, key: JobKey, job: Job, names: tuple[str, ...]) -> None:
+        deleting = self._deleting.setdefault(key, set())
+        wanted = [name for name in names if name not in deleting]
+        if not wanted:
+            return
+        deleting.update(wanted)
+        results = await asyncio.gather(
+            *(self._api.delete_pod(job.namespace, name) for name in wanted), return_exceptions=True
+        )
+        failed = [(n, r) for n, r in zip(wanted, results, strict=True) if r is not None]
+        deleting.difference_update(name for name, _ in failed)
+        if failed:
+            raise failed[0][1]  # retried with backoff; the others went through
+
+
+def merge_patch(previous: UCloudJobStatus, status: UCloudJobStatus) -> dict[str, Any]:
+    """The whole new status, with null for each field it no longer has."""
+    fresh = status.to_wire()
+    gone = {key: None for key in previous.to_wire() if key not in fresh}
+    return {**gone, **fresh}
+
+
+def _log(key: JobKey) -> logging.LoggerAdapter[logging.Logger]:
+    namespace, name = key
+    ref = {"apiVersion": "ucloud.dk/v1", "kind": "UCloudJob", "namespace": namespace, "name": name}
+    return logging.LoggerAdapter(logger, {"k8s_ref": ref, "k8s_skip": True})

@@ -1,0 +1,117 @@
+"""The kopf shell: watches, two in-memory indices, and a controller fed with job keys.
+
+kopf only watches here. It indexes UCloudJobs and their replica pods (compact summaries, never
+whole bodies) and turns every event into a job key for the controller's work queue. No
+change-detecting handlers, daemons, timers or finalizers: kopf writes nothing on jobs or pods.
+kopf holds back the event handlers until both indices are filled, so no job is reconciled before
+its pods are known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kopf
+
+from .controller import Controller, JobKey
+from .jobs import read_job
+from .kube import KubeApi, load_client_config
+from .models import GROUP, JOB_NAME_LABEL, PLURAL, VERSION
+from .replicas import ReplicaPod, observe
+from .settings import OperatorSettings
+from .state import Job
+
+logger = logging.getLogger(__name__)
+
+registry = kopf.OperatorRegistry()
+_REPLICA_POD_LABELS: dict[str, Any] = {JOB_NAME_LABEL: kopf.PRESENT}
+
+
+class Runtime:
+    """What the handlers share, passed to kopf as the operator's memo."""
+
+    def __init__(self, settings: OperatorSettings) -> None:
+        self.settings = settings
+        self.controller: Controller | None = None
+        self.api: KubeApi | None = None
+        self.task: asyncio.Task[None] | None = None
+
+
+@kopf.index(GROUP, VERSION, PLURAL, registry=registry)
+async def ucloud_jobs(body: kopf.Body, **_: Any) -> dict[JobKey, Job]:
+    job = read_job(body)
+    return {(job.namespace, job.name): job}
+
+
+@kopf.index("", "v1", "pods", registry=registry, labels=_REPLICA_POD_LABELS)
+async def replica_pods(body: kopf.Body, **_: Any) -> dict[JobKey, ReplicaPod]:
+    pod = observe(body)
+    return {(pod.namespace, pod.job_name): pod}
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+async def job_changed(type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    controller: Controller = memo.runtime.controller
+    key = (namespace or "", name)
+    if type == "DELETED":
+        controller.forget(key)
+    else:
+        controller.enqueue(key)
+
+
+@kopf.on.event("", "v1", "pods", registry=registry, labels=_REPLICA_POD_LABELS)
+async def pod_changed(
+    namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
+) -> None:
+    memo.runtime.controller.enqueue((namespace or "", labels[JOB_NAME_LABEL]))
+
+
+@kopf.on.startup(registry=registry)
+async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> None:
+    runtime: Runtime = memo.runtime
+    # kopf passes each index as a keyword named after its function.
+    ucloud_jobs: kopf.Index[JobKey, Job] = indices["ucloud_jobs"]
+    replica_pods: kopf.Index[JobKey, ReplicaPod] = indices["replica_pods"]
+    configure_kopf(settings, runtime.settings)
+
+    def job(key: JobKey) -> Job | None:
+        store = ucloud_jobs.get(key)
+        return next(iter(store), None) if store is not None else None
+
+    def pods(key: JobKey) -> Iterable[ReplicaPod]:
+        return replica_pods.get(key, ())
+
+    ours = runtime.settings
+    runtime.api = KubeApi(load_client_config(ours.api_threads), ours.api_threads, ours.instance)
+    runtime.controller = Controller(runtime.api, ours.rules, job, pods)
+    runtime.task = asyncio.create_task(runtime.controller.run(ours.workers), name="controller")
+
+
+@kopf.on.cleanup(registry=registry)
+async def stop(memo: Any, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    if runtime.task is not None:
+        runtime.task.cancel()
+        await asyncio.gather(runtime.task, return_exceptions=True)
+    if runtime.api is not None:
+        runtime.api.close()
+
+
+def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> None:
+    settings.peering.standalone = True  # one replica, Recreate: no peering objects to freeze on
+    settings.scanning.disabled = True  # no cluster-wide list of CRDs and namespaces needed
+    settings.posting.enabled = False  # the controller posts its own events, one per change
+    # Only replica pods leave the API server: never stream every pod of the cluster.
+    settings.watching.label_selectors["", "v1", "pods"] = JOB_NAME_LABEL
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 10
+    # Nothing of kopf's is written on jobs or pods; if it ever were, it would carry our prefix.
+    settings.persistence.finalizer = f"{GROUP}/kopf-finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )

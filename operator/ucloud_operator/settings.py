@@ -1,0 +1,127 @@
+"""Operator settings: command-line flags, each with an environment fallback."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from . import __version__
+from .state import Settings
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    namespaces: tuple[str, ...]  # empty: every namespace
+    image_pull_grace: float
+    pod_policy: bool
+    log_level: str
+    log_format: str
+    workers: int
+    api_threads: int
+    instance: str
+
+    @property
+    def rules(self) -> Settings:
+        return Settings(
+            image_pull_grace=timedelta(seconds=self.image_pull_grace),
+            forbid_privileged_templates=self.pod_policy,
+        )
+
+
+def _env(environ: Mapping[str, str], name: str, default: str) -> str:
+    return environ.get(name) or default
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m ucloud_operator",
+        description="Runs UCloudJobs (ucloudjobs.ucloud.dk/v1): replica pods in UCloud's states.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"ucloud-operator {__version__}")
+    p.add_argument(
+        "-n",
+        "--namespace",
+        dest="namespaces",
+        action="append",
+        default=None,
+        help="a namespace to watch; repeat for more; all namespaces when not given "
+        "[env UCLOUD_NAMESPACES, comma-separated]",
+    )
+    p.add_argument(
+        "--image-pull-grace",
+        type=_positive_float,
+        default=_positive_float(_env(environ, "UCLOUD_IMAGE_PULL_GRACE", "120")),
+        help="seconds an image pull (or container creation) may fail before the job FAILs "
+        "[env UCLOUD_IMAGE_PULL_GRACE]",
+    )
+    p.add_argument(
+        "--pod-policy",
+        choices=("enforce", "off"),
+        default=_env(environ, "UCLOUD_POD_POLICY", "enforce"),
+        help="refuse templates with privileged containers, hostPath volumes or host namespaces "
+        "(FAILURE, TemplateNotAllowed) [env UCLOUD_POD_POLICY]",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        type=str.upper,
+        default=_env(environ, "UCLOUD_LOG_LEVEL", "INFO").upper(),
+        help="log level [env UCLOUD_LOG_LEVEL]",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=_env(environ, "UCLOUD_LOG_FORMAT", "text"),
+        help="log format [env UCLOUD_LOG_FORMAT]",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=_positive_int(_env(environ, "UCLOUD_WORKERS", "16")),
+        help="jobs reconciled at once [env UCLOUD_WORKERS]",
+    )
+    p.add_argument(
+        "--api-threads",
+        type=_positive_int,
+        default=_positive_int(_env(environ, "UCLOUD_API_THREADS", "16")),
+        help="API requests in flight at once [env UCLOUD_API_THREADS]",
+    )
+    return p
+
+
+def parse(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> OperatorSettings:
+    environ = os.environ if environ is None else environ
+    args = parser(environ).parse_args(argv)
+    namespaces = args.namespaces
+    if namespaces is None:
+        namespaces = [n.strip() for n in _env(environ, "UCLOUD_NAMESPACES", "").split(",")]
+    return OperatorSettings(
+        namespaces=tuple(sorted({n for n in namespaces if n})),
+        image_pull_grace=args.image_pull_grace,
+        pod_policy=args.pod_policy == "enforce",
+        log_level=args.log_level,
+        log_format=args.log_format,
+        workers=args.workers,
+        api_threads=args.api_threads,
+        instance=environ.get("POD_NAME") or os.uname().nodename,
+    )

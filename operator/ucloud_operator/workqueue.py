@@ -1,0 +1,64 @@
+"""A work queue of job keys, in the manner of client-go's: a key waits at most once, is never
+processed by two workers at a time, and a burst of events for one job collapses into one pass.
+
+Delayed adds (expiry, grace ends, retries) are loop timers, one per key at most: no task per job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+
+
+class WorkQueue(Generic[K]):
+    def __init__(self) -> None:
+        self._ready: asyncio.Queue[K] = asyncio.Queue()
+        self._dirty: set[K] = set()  # waiting in _ready, or to be re-queued when done
+        self._processing: set[K] = set()
+        self._timers: dict[K, tuple[datetime, asyncio.TimerHandle]] = {}
+
+    def __len__(self) -> int:
+        return len(self._dirty)
+
+    def add(self, key: K) -> None:
+        if key in self._dirty:
+            return
+        self._dirty.add(key)
+        if key not in self._processing:
+            self._ready.put_nowait(key)
+
+    def add_at(self, key: K, when: datetime) -> None:
+        """Add `key` at wall-clock time `when`; an earlier pending time for the key wins."""
+        pending = self._timers.get(key)
+        if pending is not None:
+            if pending[0] <= when:
+                return
+            pending[1].cancel()
+        delay = max(0.0, (when - datetime.now(UTC)).total_seconds())
+        handle = asyncio.get_running_loop().call_later(delay, self._fire, key)
+        self._timers[key] = (when, handle)
+
+    def forget(self, key: K) -> None:
+        """Drop the key's pending timer (the job is gone)."""
+        pending = self._timers.pop(key, None)
+        if pending is not None:
+            pending[1].cancel()
+
+    async def get(self) -> K:
+        key = await self._ready.get()
+        self._dirty.discard(key)
+        self._processing.add(key)
+        return key
+
+    def done(self, key: K) -> None:
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._ready.put_nowait(key)
+
+    def _fire(self, key: K) -> None:
+        self._timers.pop(key, None)
+        self.add(key)

@@ -1,0 +1,202 @@
+"""Fluent test objects: `pod(1).running()`, `job(replicas=3).cancelled()`."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ucloud_operator.jobs import read_job
+from ucloud_operator.models import JOB_NAME_LABEL, RANK_LABEL, JobState, UCloudJobStatus
+from ucloud_operator.replicas import ReplicaPod, observe
+from ucloud_operator.state import Decision, Job, Observed, Settings, decide
+
+NOW = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
+JOB_UID = "job-uid-1"
+GRACE = Settings().image_pull_grace
+
+
+def _ts(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class PodBuilder:
+    def __init__(self, rank: int, job_name: str = "sim", owner: str = JOB_UID) -> None:
+        self.body: dict[str, Any] = {
+            "metadata": {
+                "name": f"{job_name}-{rank}",
+                "namespace": "default",
+                "uid": f"pod-uid-{rank}",
+                "labels": {JOB_NAME_LABEL: job_name, RANK_LABEL: str(rank)},
+                "ownerReferences": [{"controller": True, "uid": owner, "kind": "UCloudJob"}],
+                "creationTimestamp": _ts(NOW - timedelta(seconds=10)),
+            },
+            "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+            "status": {"phase": "Pending", "startTime": _ts(NOW - timedelta(seconds=10))},
+        }
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return self.body["status"]  # type: ignore[no-any-return]
+
+    def on_node(self, node: str = "node-0") -> PodBuilder:
+        self.body["spec"]["nodeName"] = node
+        return self
+
+    def started(self, seconds_ago: float) -> PodBuilder:
+        self.status["startTime"] = _ts(NOW - timedelta(seconds=seconds_ago))
+        return self
+
+    def running(self) -> PodBuilder:
+        self.on_node()
+        self.status["phase"] = "Running"
+        self.status["containerStatuses"] = [
+            {"name": "main", "ready": True, "state": {"running": {"startedAt": _ts(NOW)}}}
+        ]
+        return self
+
+    def not_ready(self) -> PodBuilder:
+        self.running()
+        self.status["containerStatuses"][0]["ready"] = False
+        return self
+
+    def waiting(self, reason: str, message: str = "") -> PodBuilder:
+        self.on_node()
+        self.status["containerStatuses"] = [
+            {"name": "main", "ready": False, "state": {"waiting": {"reason": reason,
+                                                                    "message": message}}}
+        ]
+        return self
+
+    def unschedulable(self, message: str = "0/3 nodes are available: insufficient cpu") -> (
+        PodBuilder
+    ):
+        self.status.pop("startTime", None)
+        self.status["conditions"] = [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+             "message": message}
+        ]
+        return self
+
+    def terminated(
+        self, exit_code: int = 0, reason: str | None = None, signal: int | None = None
+    ) -> PodBuilder:
+        self.on_node()
+        state: dict[str, Any] = {"exitCode": exit_code,
+                                 "reason": reason or ("Completed" if exit_code == 0 else "Error")}
+        if signal is not None:
+            state["signal"] = signal
+        self.status["phase"] = "Succeeded" if exit_code == 0 and not signal else "Failed"
+        self.status["containerStatuses"] = [{"name": "main", "state": {"terminated": state}}]
+        return self
+
+    def evicted(self) -> PodBuilder:
+        self.terminated(137)
+        self.status["reason"] = "Evicted"
+        self.status["message"] = "The node was low on resource: memory."
+        return self
+
+    def disrupted(self, reason: str = "PreemptionByScheduler") -> PodBuilder:
+        self.running()
+        self.status["conditions"] = [
+            {"type": "DisruptionTarget", "status": "True", "reason": reason}
+        ]
+        return self
+
+    def node_lost(self) -> PodBuilder:
+        self.running()
+        self.status["phase"] = "Unknown"
+        self.status["reason"] = "NodeLost"
+        return self
+
+    def rejected(self, reason: str = "OutOfcpu") -> PodBuilder:
+        self.on_node()
+        self.status.pop("containerStatuses", None)
+        self.status["phase"] = "Failed"
+        self.status["reason"] = reason
+        self.status["message"] = "Pod Node didn't have enough resource: cpu"
+        return self
+
+    def deadline_exceeded(self) -> PodBuilder:
+        self.running()
+        self.status["phase"] = "Failed"
+        self.status["reason"] = "DeadlineExceeded"
+        return self
+
+    def deleting(self) -> PodBuilder:
+        self.body["metadata"]["deletionTimestamp"] = _ts(NOW)
+        return self
+
+    def owned_by(self, uid: str) -> PodBuilder:
+        self.body["metadata"]["ownerReferences"][0]["uid"] = uid
+        return self
+
+    def build(self) -> dict[str, Any]:
+        return copy.deepcopy(self.body)
+
+    def observe(self) -> ReplicaPod:
+        return observe(self.body)
+
+
+def pod(rank: int = 0) -> PodBuilder:
+    return PodBuilder(rank)
+
+
+def job(
+    replicas: int = 1,
+    deadline: int | None = None,
+    cancel: bool = False,
+    template_spec: dict[str, Any] | None = None,
+    status: UCloudJobStatus | None = None,
+    generation: int = 1,
+) -> Job:
+    spec: dict[str, Any] = {
+        "replicas": replicas,
+        "cancel": cancel,
+        "template": {"spec": template_spec
+                     or {"containers": [{"name": "main", "image": "busybox"}]}},
+    }
+    if deadline is not None:
+        spec["activeDeadlineSeconds"] = deadline
+    body = {
+        "metadata": {"name": "sim", "namespace": "default", "uid": JOB_UID,
+                     "generation": generation},
+        "spec": spec,
+    }
+    read = read_job(body)
+    return replace(read, status=status or UCloudJobStatus())
+
+
+def observed(*pods: PodBuilder | ReplicaPod, creating: tuple[int, ...] = (),
+             refused: dict[int, str] | None = None) -> Observed:
+    summaries = [p.observe() if isinstance(p, PodBuilder) else p for p in pods]
+    return Observed(
+        pods={s.rank: s for s in summaries if s.rank is not None},
+        creating=frozenset(creating),
+        refused=refused or {},
+    )
+
+
+def run(
+    the_job: Job,
+    *pods: PodBuilder | ReplicaPod,
+    creating: tuple[int, ...] = (),
+    refused: dict[int, str] | None = None,
+    now: datetime = NOW,
+    settings: Settings | None = None,
+) -> Decision:
+    return decide(the_job, observed(*pods, creating=creating, refused=refused), now,
+                  settings or Settings())
+
+
+def after(the_job: Job, decision: Decision) -> Job:
+    """The job as the next pass sees it: with the decided status."""
+    return replace(the_job, status=decision.status)
+
+
+def in_state(the_job: Job, state: JobState, *pods: PodBuilder, now: datetime = NOW) -> Job:
+    """Drive `the_job` to `state` through the rules themselves, so the status is realistic."""
+    decision = run(the_job, *pods, now=now)
+    assert decision.status.state is state, decision.status
+    return after(the_job, decision)

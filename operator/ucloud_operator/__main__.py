@@ -20,6 +20,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger().setLevel(ours.log_level)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    if ours.log_level != "DEBUG":  # kopf logs every handled watch event at INFO
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     logging.getLogger(__package__).info(
         "starting: namespaces=%s image-pull-grace=%ss pod-policy=%s workers=%d",
         ",".join(ours.namespaces) or "*",

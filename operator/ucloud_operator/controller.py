@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from .children import build_replica_pod, build_service
@@ -86,7 +86,7 @@ class Controller:
                     error,
                     exc_info=level == logging.ERROR,
                 )
-                self.queue.add_at(key, self._clock() + timedelta(seconds=delay))
+                self.queue.add_after(key, delay)
             finally:
                 self.queue.done(key)
 

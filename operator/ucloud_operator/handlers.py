@@ -69,6 +69,13 @@ async def pod_changed(
     memo.runtime.controller.enqueue((namespace or "", labels[JOB_NAME_LABEL]))
 
 
+@kopf.on.login(registry=registry)
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # The service account in a cluster, else the kubeconfig: the same as the controller's client.
+    info = kopf.login_with_service_account(**kwargs)
+    return info if info is not None else kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.startup(registry=registry)
 async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> None:
     runtime: Runtime = memo.runtime

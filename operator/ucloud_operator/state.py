@@ -41,7 +41,8 @@ from .replicas import (
 )
 
 # Phases written in replicaStatuses besides the pod phases.
-PHASE_MISSING = "Missing"  # the operator created the pod and it is gone
+PHASE_MISSING = "Missing"  # the pod vanished while the job was active
+PHASE_DELETED = "Deleted"  # the operator deleted the pod (cancel or a final state)
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 
 # An extra reason, for specs that reach the operator although the CRD refuses them
@@ -422,8 +423,9 @@ def _replica_statuses(job: Job, facts: _Facts, outcome: Outcome) -> list[Replica
             entries.append(_replica_status(rank, pod))
         elif rank in recorded:
             entry = recorded[rank]
-            if entry.phase not in TERMINAL_PHASES and was_active:
-                entry = entry.model_copy(update={"phase": PHASE_MISSING})
+            if entry.phase not in TERMINAL_PHASES:
+                gone = PHASE_MISSING if was_active else PHASE_DELETED
+                entry = entry.model_copy(update={"phase": gone})
             entries.append(entry)
         else:  # just created (or about to be): not yet seen by the watch
             entries.append(ReplicaStatus(rank=rank, pod=f"{job.name}-{rank}", phase="Pending"))

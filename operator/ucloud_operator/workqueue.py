@@ -19,7 +19,7 @@ class WorkQueue(Generic[K]):
         self._ready: asyncio.Queue[K] = asyncio.Queue()
         self._dirty: set[K] = set()  # waiting in _ready, or to be re-queued when done
         self._processing: set[K] = set()
-        self._timers: dict[K, tuple[datetime, asyncio.TimerHandle]] = {}
+        self._timers: dict[K, tuple[float, asyncio.TimerHandle]] = {}  # loop time
 
     def __len__(self) -> int:
         return len(self._dirty)
@@ -33,14 +33,18 @@ class WorkQueue(Generic[K]):
 
     def add_at(self, key: K, when: datetime) -> None:
         """Add `key` at wall-clock time `when`; an earlier pending time for the key wins."""
+        self.add_after(key, (when - datetime.now(UTC)).total_seconds())
+
+    def add_after(self, key: K, seconds: float) -> None:
+        """Add `key` in `seconds`; an earlier pending time for the key wins."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + max(0.0, seconds)
         pending = self._timers.get(key)
         if pending is not None:
-            if pending[0] <= when:
+            if pending[0] <= due:
                 return
             pending[1].cancel()
-        delay = max(0.0, (when - datetime.now(UTC)).total_seconds())
-        handle = asyncio.get_running_loop().call_later(delay, self._fire, key)
-        self._timers[key] = (when, handle)
+        self._timers[key] = (due, loop.call_at(due, self._fire, key))
 
     def forget(self, key: K) -> None:
         """Drop the key's pending timer (the job is gone)."""

@@ -143,7 +143,7 @@ def pod(rank: int = 0) -> PodBuilder:
     return PodBuilder(rank)
 
 
-def job(
+def job(  # noqa: PLR0917 - keyword defaults read best here
     replicas: int = 1,
     deadline: int | None = None,
     cancel: bool = False,

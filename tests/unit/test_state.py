@@ -6,8 +6,9 @@ from datetime import timedelta
 
 import pytest
 
+from ucloud_operator.jobs import read_job
 from ucloud_operator.models import MAX_UPDATES, JobState, Reason, StatusUpdate
-from ucloud_operator.state import INVALID_SPEC, Settings
+from ucloud_operator.state import INVALID_SPEC, Observed, Settings, decide
 
 from .builders import GRACE, NOW, after, in_state, job, pod, run
 
@@ -246,8 +247,6 @@ def test_rule_3a_template_policy_is_a_setting() -> None:
 
 
 def test_rule_3a_unreadable_spec_fails_with_invalid_spec() -> None:
-    from ucloud_operator.jobs import read_job
-
     broken = read_job({"metadata": {"name": "sim", "namespace": "d", "uid": "u"},
                        "spec": {"replicas": "many", "template": {}}})
     decision = run(broken)
@@ -448,8 +447,6 @@ def test_rule_4_unschedulable_is_the_most_telling_reason() -> None:
 
 
 def test_rule_4_pods_of_an_earlier_job_with_the_same_name_are_not_counted() -> None:
-    from ucloud_operator.state import Observed, decide
-
     stale = pod(0).running().owned_by("an-earlier-uid").observe()
     ours = in_state(job(), JobState.IN_QUEUE)
     # The controller filters by owner uid before deciding; the rules see no pod here.

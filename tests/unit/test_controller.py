@@ -1,0 +1,171 @@
+"""The sync loop against a recording fake of the API: what it writes, in which order."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from ucloud_operator.controller import Controller, JobKey, merge_patch
+from ucloud_operator.kube import Refused, Transient
+from ucloud_operator.models import JobState, UCloudJobStatus
+from ucloud_operator.replicas import ReplicaPod
+from ucloud_operator.state import Event, Job, Settings
+
+from .builders import NOW, job, pod
+
+KEY: JobKey = ("default", "sim")
+
+
+class FakeApi:
+    """Records every call; `refuse` and `fail` make creates fail."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.refuse: dict[str, str] = {}
+        self.fail: set[str] = set()
+
+    async def create(self, body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        self.calls.append((f"create {body['kind']}", name))
+        if name in self.refuse:
+            raise Refused(self.refuse[name])
+        if name in self.fail:
+            raise Transient("connection reset")
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        self.calls.append(("delete Pod", name))
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.calls.append(("patch status", status))
+
+    async def emit_event(self, namespace: str, name: str, uid: str, event: Event) -> None:
+        self.calls.append(("event", event.reason))
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, _ in self.calls]
+
+
+class World:
+    """The watch's view: jobs and pods by key, changed by the test."""
+
+    def __init__(self, the_job: Job, *pods: ReplicaPod) -> None:
+        self.job: Job | None = the_job
+        self.pods = list(pods)
+        self.api = FakeApi()
+        self.controller = Controller(
+            self.api, Settings(), lambda key: self.job, lambda key: self.pods, clock=lambda: NOW
+        )
+
+    async def reconcile(self) -> Any:
+        return await self.controller.reconcile(KEY)
+
+
+async def test_a_new_job_gets_its_pods_service_status_and_event_in_that_order() -> None:
+    world = World(job(replicas=2))
+    decision = await world.reconcile()
+    assert world.api.kinds() == ["create Service", "create Pod", "create Pod", "patch status",
+                                 "event"]
+    assert decision.status.state is JobState.IN_QUEUE
+    patch = world.api.calls[3][1]
+    assert patch["state"] == "IN_QUEUE"
+    assert [r["rank"] for r in patch["replicaStatuses"]] == [0, 1]
+
+
+async def test_nothing_changed_nothing_written() -> None:
+    world = World(job())
+    first = await world.reconcile()
+    world.job = replace(world.job, status=first.status)  # the watch caught up
+    world.pods = [pod(0).observe()]
+    world.api.calls.clear()
+    await world.reconcile()
+    assert world.api.calls == []
+
+
+async def test_a_refused_pod_fails_the_job_with_the_api_servers_message() -> None:
+    world = World(job())
+    world.api.refuse["sim-0"] = "exceeded quota: pods=1"
+    decision = await world.reconcile()
+    assert decision.status.state is JobState.FAILURE
+    assert decision.status.reason == "PodCreationFailed"
+    assert "exceeded quota" in decision.status.message
+    assert world.api.kinds().count("patch status") == 1
+
+
+async def test_a_transient_create_error_raises_for_a_retry_and_keeps_the_others() -> None:
+    world = World(job(replicas=2))
+    world.api.fail.add("sim-1")
+    with pytest.raises(Transient):
+        await world.reconcile()
+    world.api.fail.clear()
+    world.api.calls.clear()
+    await world.reconcile()
+    assert ("create Pod", "sim-1") in world.api.calls
+    assert ("create Pod", "sim-0") not in world.api.calls  # in flight, not created twice
+
+
+async def test_the_written_status_is_used_until_the_watch_catches_up() -> None:
+    world = World(job(cancel=True))
+    first = await world.reconcile()  # CANCELING, while the watch still shows no status
+    assert first.status.state is JobState.CANCELING
+    second = await world.reconcile()
+    assert second.status.state is JobState.SUCCESS
+    states = [c[1]["state"] for c in world.api.calls if c[0] == "patch status"]
+    assert states == ["CANCELING", "SUCCESS"]
+
+
+async def test_the_final_state_is_written_before_pods_are_deleted_and_only_once() -> None:
+    world = World(job(replicas=2))
+    first = await world.reconcile()
+    world.job = replace(world.job, status=first.status)
+    world.pods = [pod(0).running().observe(), pod(1).running().observe()]
+    await world.reconcile()
+    world.pods = [pod(0).terminated(0).observe(), pod(1).running().observe()]
+    world.api.calls.clear()
+    await world.reconcile()
+    assert world.api.kinds() == ["patch status", "event", "delete Pod"]
+    world.api.calls.clear()
+    await world.reconcile()  # the delete is not yet visible: no second delete
+    assert "delete Pod" not in world.api.kinds()
+
+
+async def test_pods_of_an_earlier_job_of_the_same_name_are_ignored() -> None:
+    world = World(job(), pod(0).running().owned_by("older").observe())
+    decision = await world.reconcile()
+    assert decision.status.state is JobState.IN_QUEUE
+    assert ("create Pod", "sim-0") in world.api.calls
+
+
+async def test_a_deleted_job_is_forgotten() -> None:
+    world = World(job())
+    world.job = None
+    assert await world.reconcile() is None
+    assert world.api.calls == []
+
+
+async def test_worker_retries_a_failed_reconcile_with_backoff() -> None:
+    world = World(job())
+    world.api.fail.add("sim-0")
+    runner = asyncio.create_task(world.controller.run(workers=1))
+    world.controller.enqueue(KEY)
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if "create Pod" in world.api.kinds():
+            break
+    world.api.fail.clear()
+    for _ in range(400):  # the first retry comes after 1 s
+        await asyncio.sleep(0.01)
+        if "patch status" in world.api.kinds():
+            break
+    runner.cancel()
+    assert world.api.kinds().count("create Pod") == 2
+    assert "patch status" in world.api.kinds()
+
+
+def test_merge_patch_nulls_fields_that_are_gone() -> None:
+    before = UCloudJobStatus(state=JobState.RUNNING, expires_at=NOW, message="m")
+    after = UCloudJobStatus(state=JobState.RUNNING, message="m")
+    assert merge_patch(before, after) == {"expiresAt": None, "state": "RUNNING", "message": "m",
+                                          "conditions": [], "replicaStatuses": [], "updates": []}

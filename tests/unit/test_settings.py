@@ -1,0 +1,35 @@
+"""Settings: flags with environment fallbacks."""
+
+from __future__ import annotations
+
+import pytest
+
+from ucloud_operator.settings import parse
+
+
+def test_defaults() -> None:
+    ours = parse([], {})
+    assert ours.namespaces == ()
+    assert ours.image_pull_grace == 120
+    assert ours.pod_policy
+    assert (ours.log_level, ours.log_format) == ("INFO", "text")
+
+
+def test_environment_fallbacks() -> None:
+    ours = parse([], {"UCLOUD_NAMESPACES": "b, a", "UCLOUD_IMAGE_PULL_GRACE": "30",
+                      "UCLOUD_LOG_FORMAT": "json", "UCLOUD_LOG_LEVEL": "debug",
+                      "UCLOUD_POD_POLICY": "off"})
+    assert ours.namespaces == ("a", "b")
+    assert ours.image_pull_grace == 30
+    assert (ours.log_level, ours.log_format, ours.pod_policy) == ("DEBUG", "json", False)
+
+
+def test_flags_win_over_the_environment() -> None:
+    ours = parse(["-n", "x", "--image-pull-grace", "5"], {"UCLOUD_NAMESPACES": "a"})
+    assert (ours.namespaces, ours.image_pull_grace) == (("x",), 5)
+
+
+def test_bad_values_are_refused_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse(["--image-pull-grace", "-1"], {})
+    assert "must be >= 0" in capsys.readouterr().err

@@ -1,0 +1,56 @@
+# ucloud-operator. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export UCLOUD_CLUSTER ?= ucloud
+
+.PHONY: help venv crd lint test test-unit test-integration control-plane cluster cluster-down \
+        run demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(BIN)/python: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/python
+
+venv: $(BIN)/python ## create .venv with the pinned dependencies
+
+crd: $(BIN)/python ## regenerate manifests/crd.yaml from the pydantic models
+	$(BIN)/python -m ucloud_operator.crd > manifests/crd.yaml
+
+lint: $(BIN)/python ## ruff and mypy
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator
+	$(BIN)/mypy
+
+test-unit: $(BIN)/python ## unit tests (no cluster)
+	$(BIN)/pytest tests/unit -q
+
+control-plane: ## build etcd, kube-*, kwok, kubectl, helm from Go modules into the cache
+	hack/build-control-plane.sh
+
+test-integration: $(BIN)/python ## integration tests on the local control plane
+	$(BIN)/pytest tests/integration -q
+
+test: lint $(BIN)/python ## everything CI runs: lint, unit and integration tests
+	$(BIN)/pytest tests -q
+
+cluster: ## start the local control plane with 3 KWOK nodes; prints the kubeconfig
+	hack/cluster.sh up
+
+cluster-down: ## stop and delete the local control plane
+	hack/cluster.sh down
+
+run: $(BIN)/python ## run the operator against $$KUBECONFIG (CRD applied first)
+	kubectl apply --server-side -f manifests/crd.yaml
+	$(BIN)/python -m ucloud_operator
+
+demo: $(BIN)/python ## local cluster, CRD, operator and the examples, watched live
+	hack/demo.sh
+
+clean: ## remove the virtualenv and caches (not the control-plane cache)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

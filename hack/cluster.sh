@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# Local test cluster for ucloud-operator: a kwokctl "binary runtime" cluster (etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kwok-controller as plain processes) plus three fake
+# KWOK nodes. Nothing is downloaded: every binary comes from hack/build-control-plane.sh.
+#
+#   hack/cluster.sh up          create (or reuse) the cluster; last stdout line = kubeconfig path
+#   hack/cluster.sh down        delete the cluster
+#   hack/cluster.sh kubeconfig  print the kubeconfig path (fails if the cluster is not up)
+#   hack/cluster.sh env         print `export` lines: eval "$(hack/cluster.sh env)"
+#
+# Environment:
+#   UCLOUD_CLUSTER=ucloud       cluster name (several clusters can coexist)
+#   UCLOUD_AUDIT_LOG=path       turn on the API server audit log (policy: hack/audit-policy.yaml)
+#   UCLOUD_NO_QPS_LIMITS=1      kwokctl --disable-qps-limits (no APF/inflight limits, high client QPS)
+#   UCLOUD_KWOKCTL_ARGS="..."   extra `kwokctl create cluster` flags, word-split
+#   UCLOUD_CACHE                cache root (default ~/.cache/ucloud-operator), shared with the build
+#
+# `up` is idempotent: a healthy cluster created with the same settings is reused in about a second;
+# a stopped or broken one, or one created with different settings, is deleted and recreated.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cache_root="${UCLOUD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ucloud-operator}"
+cluster="${UCLOUD_CLUSTER:-ucloud}"
+# Keep kwokctl's state away from ~/.kwok (and from any ~/.kwok/kwok.yaml it would load by default).
+export KWOK_WORKDIR="$cache_root/kwok"
+cluster_dir="$KWOK_WORKDIR/clusters/$cluster"
+kubeconfig="$cache_root/kubeconfig-$cluster"
+stages="$here/kwok-stages.yaml"
+audit_policy="$here/audit-policy.yaml"
+nodes=(ucloud-node-0 ucloud-node-1 ucloud-node-2)
+
+log() { echo "cluster.sh: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# Binaries: built once into the cache; prepended to PATH so kwokctl and we use the same kubectl.
+bin_dir() {
+  local out
+  out="$("$here/build-control-plane.sh")" || die "hack/build-control-plane.sh failed"
+  bin="$(tail -n1 <<<"$out")"
+  [[ -x "$bin/kwokctl" ]] || die "no kwokctl in $bin"
+  export PATH="$bin:$PATH"
+}
+
+kc() { kubectl --kubeconfig "$kubeconfig" "$@"; }
+
+kwokctl_args() {
+  args=(
+    --runtime binary
+    # Local paths only: any non-URL source is symlinked into the cluster dir, nothing is fetched.
+    --kube-apiserver-binary "$bin/kube-apiserver"
+    --kube-controller-manager-binary "$bin/kube-controller-manager"
+    --kube-scheduler-binary "$bin/kube-scheduler"
+    --kwok-controller-binary "$bin/kwok"
+    --etcd-binary "$bin/etcd"
+    # Secure defaults, stated so a stray KWOK_* variable cannot turn them off.
+    --secure-port=true --kube-authorization=true --kube-admission=true
+    # Do not merge a context into ~/.kube/config; we hand out our own kubeconfig path.
+    --kubeconfig ""
+    --wait 2m --timeout 5m
+  )
+  if [[ -n "${UCLOUD_AUDIT_LOG:-}" ]]; then
+    local audit_log
+    audit_log="$(realpath -m "$UCLOUD_AUDIT_LOG")"
+    mkdir -p "$(dirname "$audit_log")"
+    # kwokctl always logs to <cluster>/logs/audit.log; the later flag wins in kube-apiserver.
+    args+=(--kube-audit-policy "$audit_policy" --extra-args "kube-apiserver=audit-log-path=$audit_log")
+  fi
+  if [[ "${UCLOUD_NO_QPS_LIMITS:-0}" == 1 ]]; then
+    args+=(--disable-qps-limits)
+  fi
+  if [[ -n "${UCLOUD_KWOKCTL_ARGS:-}" ]]; then
+    local extra
+    read -r -a extra <<<"$UCLOUD_KWOKCTL_ARGS"
+    args+=("${extra[@]}")
+  fi
+}
+
+# A cluster is reused only if it was made from the same flags, stages and audit policy.
+fingerprint() {
+  {
+    printf '%s\n' "${args[@]}"
+    cat "$stages"
+    [[ -z "${UCLOUD_AUDIT_LOG:-}" ]] || cat "$audit_policy"
+  } | sha256sum | cut -d' ' -f1
+}
+
+processes_alive() {
+  local pidfile pid n=0
+  for pidfile in "$cluster_dir"/pids/*.pid; do
+    [[ -f "$pidfile" ]] || return 1
+    pid="$(<"$pidfile")"
+    kill -0 "$pid" 2>/dev/null || return 1
+    n=$((n + 1))
+  done
+  # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok-controller
+  ((n >= 5))
+}
+
+healthy() {
+  [[ -f "$cluster_dir/kwok.yaml" && -f "$cluster_dir/ucloud.fingerprint" ]] || return 1
+  [[ "$(<"$cluster_dir/ucloud.fingerprint")" == "$(fingerprint)" ]] || { log "settings changed"; return 1; }
+  processes_alive || { log "some component is not running"; return 1; }
+  [[ "$(kc --request-timeout=5s get --raw=/readyz 2>/dev/null)" == ok ]] || { log "kube-apiserver not ready"; return 1; }
+}
+
+node_manifests() {
+  local n
+  for n in "${nodes[@]}"; do
+    cat <<YAML
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: $n
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    kubernetes.io/arch: amd64
+    kubernetes.io/hostname: $n
+    kubernetes.io/os: linux
+    kubernetes.io/role: agent
+    node-role.kubernetes.io/agent: ""
+    type: kwok
+spec: {}
+status:
+  allocatable: {cpu: "4", memory: 8Gi, pods: "110"}
+  capacity: {cpu: "4", memory: 8Gi, pods: "110"}
+YAML
+  done
+}
+
+ensure_nodes() {
+  # Node status is kept on create, and kwok's node-initialize keeps allocatable/capacity.
+  node_manifests | kc apply -f - >&2
+  kc wait --for=condition=Ready --timeout=60s "${nodes[@]/#/node/}" >&2
+}
+
+wait_default_sa() {
+  # Pods are refused until kube-controller-manager has made the namespace's default ServiceAccount.
+  local deadline=$((SECONDS + 60))
+  until kc get serviceaccount default -n default >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "no default ServiceAccount after 60s"
+    sleep 0.2
+  done
+}
+
+delete_cluster() {
+  # kwokctl refuses an empty --kubeconfig here; point it at the cluster's own file (deleted anyway)
+  # so ~/.kube/config is left alone.
+  kwokctl --name "$cluster" delete cluster --kubeconfig "$cluster_dir/kubeconfig.yaml" >&2
+}
+
+lock() {
+  mkdir -p "$cache_root"
+  # Serialise concurrent `up`/`down` calls (e.g. parallel test workers) per cluster name.
+  exec 9>"$cache_root/cluster-$cluster.lock"
+  flock -w 600 9 || die "another hack/cluster.sh holds $cache_root/cluster-$cluster.lock"
+}
+
+create() {
+  log "creating cluster $cluster (KWOK_WORKDIR=$KWOK_WORKDIR)"
+  log "kwokctl --name $cluster --config $stages create cluster ${args[*]}"
+  # 9>&-: the components kwokctl leaves running must not inherit (and hold) our lock.
+  if ! kwokctl --name "$cluster" --config "$stages" create cluster "${args[@]}" >&2 9>&-; then
+    log "kwokctl create failed; last component log lines:"
+    tail -n 5 "$cluster_dir"/logs/*.log >&2 2>/dev/null || true
+    delete_cluster 2>/dev/null || true
+    exit 1
+  fi
+  fingerprint >"$cluster_dir/ucloud.fingerprint"
+  # A symlink: always kwokctl's current file, and dangling (visible) once the cluster is gone.
+  ln -sfn "$cluster_dir/kubeconfig.yaml" "$kubeconfig"
+}
+
+up() {
+  bin_dir
+  kwokctl_args
+  lock
+  if [[ -d "$cluster_dir" ]]; then
+    if healthy; then
+      log "cluster $cluster is up"
+      ln -sfn "$cluster_dir/kubeconfig.yaml" "$kubeconfig"
+    else
+      log "recreating cluster $cluster"
+      delete_cluster || rm -rf "$cluster_dir"
+      create
+    fi
+  else
+    create
+  fi
+  ensure_nodes
+  wait_default_sa
+  echo "$kubeconfig"
+}
+
+down() {
+  bin_dir
+  lock
+  if [[ -d "$cluster_dir" ]]; then
+    log "deleting cluster $cluster"
+    delete_cluster
+  else
+    log "no cluster $cluster"
+  fi
+  rm -f "$kubeconfig"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  kubeconfig)
+    [[ -e "$kubeconfig" ]] || die "cluster $cluster is not up (run: hack/cluster.sh up)"
+    echo "$kubeconfig"
+    ;;
+  env)
+    bin_dir
+    echo "export UCLOUD_CLUSTER=$(printf %q "$cluster")"
+    echo "export KWOK_WORKDIR=$(printf %q "$KWOK_WORKDIR")"
+    echo "export KUBECONFIG=$(printf %q "$kubeconfig")"
+    echo "export PATH=$(printf %q "$bin"):\"\$PATH\""
+    ;;
+  *)
+    echo "usage: $0 up|down|kubeconfig|env" >&2
+    exit 2
+    ;;
+esac

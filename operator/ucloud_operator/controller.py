@@ -18,6 +18,7 @@ from typing import Any
 
 from .children import build_replica_pod, build_service
 from .kube import JobApi, Refused, Transient
+from .metrics import POD_EVENT_TO_STATUS, RECONCILE, RECONCILE_ERRORS, TRANSITIONS
 from .models import UCloudJobStatus
 from .replicas import ReplicaPod
 from .state import Decision, Job, Observed, Settings, decide
@@ -53,8 +54,11 @@ class Controller:
         self._refused: dict[JobKey, dict[int, str]] = {}
         self._deleting: dict[JobKey, set[str]] = {}
         self._failures: dict[JobKey, int] = {}
+        self._pod_event_at: dict[JobKey, float] = {}  # first pod event not yet written out
 
-    def enqueue(self, key: JobKey) -> None:
+    def enqueue(self, key: JobKey, pod_event: bool = False) -> None:
+        if pod_event:
+            self._pod_event_at.setdefault(key, time.monotonic())
         self.queue.add(key)
 
     def forget(self, key: JobKey) -> None:
@@ -62,6 +66,7 @@ class Controller:
         for memory in (self._written, self._creating, self._refused, self._deleting):
             memory.pop(key, None)
         self._failures.pop(key, None)
+        self._pod_event_at.pop(key, None)
         self.queue.forget(key)
 
     async def run(self, workers: int) -> None:
@@ -76,6 +81,7 @@ class Controller:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                RECONCILE_ERRORS.inc()
                 failures = self._failures[key] = self._failures.get(key, 0) + 1
                 delay = min(MAX_RETRY_DELAY_SECONDS, 0.5 * 2**failures)
                 level = logging.WARNING if isinstance(error, Transient | Refused) else logging.ERROR
@@ -91,6 +97,11 @@ class Controller:
                 self.queue.done(key)
 
     async def reconcile(self, key: JobKey) -> Decision | None:
+        with RECONCILE.time():
+            return await self._reconcile(key)
+
+    async def _reconcile(self, key: JobKey) -> Decision | None:
+        pod_event_at = self._pod_event_at.pop(key, None)  # later events start a new clock
         seen = self._jobs(key)
         if seen is None:
             self.forget(key)
@@ -104,7 +115,11 @@ class Controller:
             patch = merge_patch(job.status, decision.status)
             await self._api.patch_status(job.namespace, job.name, patch)
             self._written[key] = decision.status
+            if pod_event_at is not None:
+                POD_EVENT_TO_STATUS.observe(time.monotonic() - pod_event_at)
         if decision.event is not None:
+            was = job.status.state.value if job.status.state else "new"
+            TRANSITIONS.labels(was, decision.status.state, decision.event.reason).inc()
             await self._emit(key, job, decision)
             self.queue.add(key)  # a new state can enable the next rule: CANCELING -> SUCCESS
         await self._delete(key, job, decision.delete_pods)

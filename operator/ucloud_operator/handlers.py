@@ -17,8 +17,10 @@ from typing import Any
 import kopf
 
 from .controller import Controller, JobKey
+from .http import Check, Server, watchers_alive
 from .jobs import read_job
 from .kube import KubeApi, load_client_config
+from .metrics import QUEUE_DEPTH, REGISTRY, WATCH_EVENTS, JobsByState
 from .models import GROUP, JOB_NAME_LABEL, PLURAL, VERSION
 from .replicas import ReplicaPod, observe
 from .settings import OperatorSettings
@@ -38,6 +40,18 @@ class Runtime:
         self.controller: Controller | None = None
         self.api: KubeApi | None = None
         self.task: asyncio.Task[None] | None = None
+        self.server: Server | None = None
+        self.jobs_by_state: JobsByState | None = None
+
+    def healthy(self) -> Check:
+        """Alive: the sync loop runs and kopf's watchers have not ended."""
+        watchers = watchers_alive((PLURAL, "pods"))
+        loop_ok = self.task is not None and not self.task.done()
+        return Check(watchers.ok and loop_ok, {**watchers.detail, "controller": loop_ok})
+
+    def ready(self) -> Check:
+        """Ready: started, and both watches are up (kopf fills the indices before any pass)."""
+        return self.healthy()
 
 
 @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
@@ -60,13 +74,15 @@ async def job_changed(type: str, namespace: str | None, name: str, memo: Any, **
         controller.forget(key)
     else:
         controller.enqueue(key)
+    WATCH_EVENTS.labels(PLURAL).inc()
 
 
 @kopf.on.event("", "v1", "pods", registry=registry, labels=_REPLICA_POD_LABELS)
 async def pod_changed(
     namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
 ) -> None:
-    memo.runtime.controller.enqueue((namespace or "", labels[JOB_NAME_LABEL]))
+    memo.runtime.controller.enqueue((namespace or "", labels[JOB_NAME_LABEL]), pod_event=True)
+    WATCH_EVENTS.labels("pods").inc()
 
 
 @kopf.on.login(registry=registry)
@@ -95,11 +111,22 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
     runtime.api = KubeApi(load_client_config(ours.api_threads), ours.api_threads, ours.instance)
     runtime.controller = Controller(runtime.api, ours.rules, job, pods)
     runtime.task = asyncio.create_task(runtime.controller.run(ours.workers), name="controller")
+    QUEUE_DEPTH.set_function(lambda: len(runtime.controller.queue) if runtime.controller else 0)
+    runtime.jobs_by_state = JobsByState(
+        lambda: (job.status.state for store in ucloud_jobs.values() for job in store)
+    )
+    REGISTRY.register(runtime.jobs_by_state)
+    runtime.server = Server(runtime.healthy, runtime.ready)
+    await runtime.server.start(ours.metrics_address, ours.health_address)
 
 
 @kopf.on.cleanup(registry=registry)
 async def stop(memo: Any, **_: Any) -> None:
     runtime: Runtime = memo.runtime
+    if runtime.server is not None:
+        await runtime.server.stop()
+    if runtime.jobs_by_state is not None:
+        REGISTRY.unregister(runtime.jobs_by_state)
     if runtime.task is not None:
         runtime.task.cancel()
         await asyncio.gather(runtime.task, return_exceptions=True)

@@ -21,6 +21,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from .metrics import API_REQUESTS, API_RETRIES
 from .models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .state import Event
 
@@ -77,26 +78,25 @@ class KubeApi:
     async def create(self, body: dict[str, Any]) -> None:
         """Create a pod or Service; AlreadyExists is success (names are deterministic)."""
         namespace = body["metadata"]["namespace"]
-        create = (
-            self._core.create_namespaced_pod
-            if body["kind"] == "Pod"
-            else self._core.create_namespaced_service
-        )
+        pod = body["kind"] == "Pod"
+        create = self._core.create_namespaced_pod if pod else self._core.create_namespaced_service
         try:
-            await self._call(create, namespace, body)
+            await self._call("create", "pods" if pod else "services", create, namespace, body)
         except ApiException as error:
             if error.status != 409:
                 raise Refused(_message(error)) from error
 
     async def delete_pod(self, namespace: str, name: str) -> None:
         try:
-            await self._call(self._core.delete_namespaced_pod, name, namespace)
+            await self._call("delete", "pods", self._core.delete_namespaced_pod, name, namespace)
         except ApiException as error:
             if error.status != 404:
                 raise Refused(_message(error)) from error
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self._call(
+            "patch",
+            "ucloudjobs/status",
             self._custom.patch_namespaced_custom_object_status,
             GROUP,
             VERSION,
@@ -132,24 +132,31 @@ class KubeApi:
             "action": "StateChange",
             "count": 1,
         }
-        await self._call(self._core.create_namespaced_event, namespace, body)
+        await self._call("create", "events", self._core.create_namespaced_event, namespace, body)
 
-    async def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _call(
+        self, verb: str, resource: str, method: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
         """Run a client call in the pool, retrying transient failures with jittered backoff."""
         call = functools.partial(method, *args, _preload_content=False, **kwargs)
         loop = asyncio.get_running_loop()
         for attempt, delay in enumerate((*_RETRY_DELAYS, None)):
             try:
-                return await loop.run_in_executor(self._pool, call)
+                result = await loop.run_in_executor(self._pool, call)
+                API_REQUESTS.labels(verb, resource, str(getattr(result, "status", 200))).inc()
+                return result
             except ApiException as error:
+                API_REQUESTS.labels(verb, resource, str(error.status)).inc()
                 if error.status not in _TRANSIENT_STATUS:
                     raise
                 failure: Exception = error
             except (urllib3.exceptions.HTTPError, OSError) as error:
+                API_REQUESTS.labels(verb, resource, "0").inc()
                 failure = error
             if delay is None:
-                raise Transient(f"{method.__name__}: {failure}") from failure
-            logger.debug("retrying %s (attempt %d): %s", method.__name__, attempt + 1, failure)
+                raise Transient(f"{verb} {resource}: {failure}") from failure
+            API_RETRIES.labels(verb, resource).inc()
+            logger.debug("retrying %s %s (attempt %d): %s", verb, resource, attempt + 1, failure)
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
         raise AssertionError("unreachable")
 

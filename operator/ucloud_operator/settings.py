@@ -22,6 +22,8 @@ class OperatorSettings:
     workers: int
     api_threads: int
     instance: str
+    metrics_address: str = ":8080"
+    health_address: str = ":8081"
 
     @property
     def rules(self) -> Settings:
@@ -104,6 +106,16 @@ def parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=_positive_int(_env(environ, "UCLOUD_API_THREADS", "16")),
         help="API requests in flight at once [env UCLOUD_API_THREADS]",
     )
+    p.add_argument(
+        "--metrics-address",
+        default=_env(environ, "UCLOUD_METRICS_ADDRESS", ":8080"),
+        help="host:port serving /metrics; empty to turn off [env UCLOUD_METRICS_ADDRESS]",
+    )
+    p.add_argument(
+        "--health-address",
+        default=_env(environ, "UCLOUD_HEALTH_ADDRESS", ":8081"),
+        help="host:port serving /healthz and /readyz [env UCLOUD_HEALTH_ADDRESS]",
+    )
     return p
 
 
@@ -124,4 +136,6 @@ def parse(
         workers=args.workers,
         api_threads=args.api_threads,
         instance=environ.get("POD_NAME") or os.uname().nodename,
+        metrics_address=args.metrics_address,
+        health_address=args.health_address,
     )

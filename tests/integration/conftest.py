@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -78,6 +79,12 @@ def kubectl(binary: str, kubeconfig: str, *args: str, check: bool = True,
                           capture_output=True, text=True, input=input_text)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 class OperatorProcess:
     """`python -m ucloud_operator` against the test cluster; restartable, killable."""
 
@@ -87,6 +94,10 @@ class OperatorProcess:
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        self.health_url = f"http://127.0.0.1:{self.health_port}"
 
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1"}
@@ -96,7 +107,9 @@ class OperatorProcess:
         log.flush()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ucloud_operator", "--image-pull-grace",
-             str(IMAGE_PULL_GRACE), "--log-level", "DEBUG", *self.extra_args],
+             str(IMAGE_PULL_GRACE), "--log-level", "DEBUG",
+             "--metrics-address", f"127.0.0.1:{self.metrics_port}",
+             "--health-address", f"127.0.0.1:{self.health_port}", *self.extra_args],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
 

@@ -54,3 +54,35 @@ demo: $(BIN)/python ## local cluster, CRD, operator and the examples, watched li
 
 clean: ## remove the virtualenv and caches (not the control-plane cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# ---------------------------------------------------------------- packaging and end-to-end tests
+CHART := helm/ucloud-operator
+IMAGE ?= ucloud-operator:dev
+
+.PHONY: manifests chart-lint image e2e-local e2e-kind
+
+manifests: ## copy manifests/crd.yaml into the chart and render manifests/install.yaml from it
+	bin="$$(hack/build-control-plane.sh | tail -n1)"; source hack/versions.env; \
+	cp manifests/crd.yaml $(CHART)/files/crd.yaml; \
+	{ printf '%s\n' \
+	  '# ucloud-operator, plain-YAML install: the Helm chart $(CHART) rendered with its default' \
+	  '# values by `make manifests` (do not edit; a unit test fails when it drifts from the chart).' \
+	  '#   kubectl create namespace ucloud-system' \
+	  '#   kubectl apply --server-side -f manifests/install.yaml'; \
+	  "$$bin/helm" template ucloud-operator $(CHART) --namespace ucloud-system \
+	    --kube-version "$$KUBE_VERSION"; } > manifests/install.yaml
+
+chart-lint: ## helm lint --strict the chart with each of its ci/*-values.yaml
+	bin="$$(hack/build-control-plane.sh | tail -n1)"; \
+	for values in $(CHART)/ci/*-values.yaml; do \
+	  echo "helm lint --strict -f $$values"; "$$bin/helm" lint --strict $(CHART) -f "$$values"; \
+	done
+
+image: ## docker build the operator image as $(IMAGE)
+	docker build -t $(IMAGE) .
+
+e2e-local: $(BIN)/python ## chart installed on the local control plane, operator as its ServiceAccount, tests/e2e
+	hack/e2e-local.sh
+
+e2e-kind: ## kind cluster, image built and loaded, chart installed, tests/e2e (needs docker and kind)
+	hack/e2e-kind.sh

@@ -1,0 +1,104 @@
+{{/*
+The chart name, or nameOverride.
+*/}}
+{{- define "ucloud-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name: fullnameOverride, else <release>-<chart>, or just <release> when it already
+contains the chart name. Truncated to 63 characters (a DNS label).
+*/}}
+{{- define "ucloud-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+chart-version, as in the helm.sh/chart label.
+*/}}
+{{- define "ucloud-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels on every object.
+*/}}
+{{- define "ucloud-operator.labels" -}}
+helm.sh/chart: {{ include "ucloud-operator.chart" . }}
+{{ include "ucloud-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: ucloud-operator
+{{- end }}
+
+{{/*
+Selector labels: stable across upgrades (a Deployment's selector is immutable).
+*/}}
+{{- define "ucloud-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ucloud-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{/*
+The ServiceAccount the operator runs as.
+*/}}
+{{- define "ucloud-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "ucloud-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The image reference: repository@digest, or repository:tag (tag defaults to appVersion).
+*/}}
+{{- define "ucloud-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The RBAC rules: exactly the API calls the operator makes, nothing more.
+  ucloudjobs             list, watch   kopf's index and event handlers (no get: the index has them)
+  ucloudjobs/status      patch         one merge patch per state change
+  ucloudjobs/finalizers  update        replica pods carry a controller ownerReference with
+                                       blockOwnerDeletion (OwnerReferencesPermissionEnforcement)
+  pods                   list, watch, create, delete
+  services               create        the headless Service of a multi-replica job
+  events (core v1)       create        one Event per state change
+kopf runs standalone with scanning disabled: no CRD, namespace or peering access.
+*/}}
+{{- define "ucloud-operator.rules" -}}
+- apiGroups: ["ucloud.dk"]
+  resources: ["ucloudjobs"]
+  verbs: ["list", "watch"]
+- apiGroups: ["ucloud.dk"]
+  resources: ["ucloudjobs/status"]
+  verbs: ["patch"]
+- apiGroups: ["ucloud.dk"]
+  resources: ["ucloudjobs/finalizers"]
+  verbs: ["update"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch", "create", "delete"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["create"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}

@@ -1,0 +1,320 @@
+"""The Helm chart (helm/ucloud-operator) and the plain-YAML install rendered from it.
+
+Renders the chart with the helm binary of hack/build-control-plane.sh (cached: about a second)
+and checks what a reviewer would: the CRD is the generated one, manifests/install.yaml is fresh,
+the RBAC is exactly what the operator calls, the pod is hardened, every ci/*-values.yaml renders
+and lints.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "ucloud-operator"
+RELEASE, NAMESPACE = "ucloud-operator", "ucloud-system"
+
+# Exactly the API calls the operator makes (README, "How it works"): (group, resource) -> verbs.
+EXPECTED_RULES = {
+    ("ucloud.dk", "ucloudjobs"): {"list", "watch"},
+    ("ucloud.dk", "ucloudjobs/status"): {"patch"},
+    ("ucloud.dk", "ucloudjobs/finalizers"): {"update"},
+    ("", "pods"): {"list", "watch", "create", "delete"},
+    ("", "services"): {"create"},
+    ("", "events"): {"create"},
+}
+
+Render = Callable[..., list[dict[str, Any]]]
+
+
+def kube_version() -> str:
+    text = (ROOT / "hack" / "versions.env").read_text()
+    match = re.search(r"^KUBE_VERSION=(\S+)$", text, re.MULTILINE)
+    assert match, "KUBE_VERSION missing from hack/versions.env"
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    try:
+        out = subprocess.run(["bash", str(ROOT / "hack" / "build-control-plane.sh")], check=True,
+                             stdout=subprocess.PIPE, text=True).stdout
+    except (subprocess.CalledProcessError, FileNotFoundError) as error:  # pragma: no cover
+        found = shutil.which("helm")
+        if found is None:
+            pytest.skip(f"no helm binary: hack/build-control-plane.sh failed ({error})")
+        return found
+    return str(Path(out.strip().splitlines()[-1]) / "helm")
+
+
+def template_text(helm: str, *args: str) -> str:
+    # --kube-version: a helm built from Go modules defaults to v1.20, below the chart's kubeVersion.
+    result = subprocess.run(
+        [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
+         "--kube-version", kube_version(), *args],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, f"helm template {' '.join(args)} failed:\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def render(helm: str) -> Render:
+    def _render(*args: str) -> list[dict[str, Any]]:
+        return [doc for doc in yaml.safe_load_all(template_text(helm, *args)) if doc]
+    return _render
+
+
+def kinds(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = kinds(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def rules_of(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    rules: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}, rule  # no resourceNames, no URLs
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                key = (group, resource)
+                assert key not in rules, f"{key} granted by two rules"
+                rules[key] = set(rule["verbs"])
+    return rules
+
+
+def assert_least_privilege(role: dict[str, Any]) -> None:
+    for rule in role["rules"]:
+        for field in ("apiGroups", "resources", "verbs"):
+            assert not any("*" in item for item in rule[field]), f"wildcard in {rule}"
+        # status and finalizers are subresources with their own rules, never mixed with the parent
+        subresources = [r for r in rule["resources"] if "/" in r]
+        assert not subresources or len(rule["resources"]) == 1, rule
+    assert rules_of(role) == EXPECTED_RULES
+
+
+# ---------------------------------------------------------------- chart metadata
+
+
+def test_chart_versions_follow_the_package() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    version = re.search(r'^version = "([^"]+)"$', pyproject, re.MULTILINE)
+    assert version
+    assert chart["apiVersion"] == "v2"
+    assert chart["appVersion"] == version.group(1)
+    assert chart["kubeVersion"] == ">=1.30.0-0"
+
+
+def test_image_user_matches_the_chart_uid() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    users = re.findall(r"^USER\s+(\S+)", dockerfile, re.MULTILINE)
+    assert users == ["65532:65532"], "the final image runs as numeric 65532:65532"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["podSecurityContext"]["runAsUser"] == 65532
+    assert values["podSecurityContext"]["runAsGroup"] == 65532
+
+
+def _assert_closed(schema: dict[str, Any], path: str = "") -> None:
+    """Every object in the schema whose properties are listed refuses unknown keys."""
+    if "properties" in schema:
+        assert schema.get("additionalProperties") is False, f"{path or '/'} accepts unknown keys"
+        for name, sub in schema["properties"].items():
+            _assert_closed(sub, f"{path}/{name}")
+    if isinstance(schema.get("items"), dict):
+        _assert_closed(schema["items"], f"{path}[]")
+
+
+def test_values_schema_refuses_unknown_keys(helm: str) -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    _assert_closed(schema)
+    for typo in ("watchNamespace={a}", "crds.instal=false",
+                 "securityContext.readOnlyRootFileSystem=true", "operator.logFormat=xml"):
+        result = subprocess.run(
+            [helm, "template", RELEASE, str(CHART), "--kube-version", kube_version(),
+             "--set", typo], capture_output=True, text=True, check=False)
+        assert result.returncode != 0, f"--set {typo} was accepted"
+
+
+# ---------------------------------------------------------------- CRD
+
+
+def test_chart_crd_file_is_a_copy_of_manifests_crd() -> None:
+    copy = (CHART / "files" / "crd.yaml").read_text()
+    assert copy == (ROOT / "manifests" / "crd.yaml").read_text(), (
+        "helm/ucloud-operator/files/crd.yaml differs from manifests/crd.yaml: run `make manifests`")
+
+
+def test_rendered_crd_equals_manifests_crd(render: Render) -> None:
+    crd = one(render(), "CustomResourceDefinition")
+    expected = yaml.safe_load((ROOT / "manifests" / "crd.yaml").read_text())
+    labels = crd["metadata"].pop("labels")
+    annotations = crd["metadata"].pop("annotations")
+    assert labels["app.kubernetes.io/managed-by"] == "Helm"
+    assert annotations == {"helm.sh/resource-policy": "keep"}
+    assert crd == expected
+
+
+def test_crd_keep_annotation_and_switches(render: Render) -> None:
+    kept = one(render(), "CustomResourceDefinition")
+    assert kept["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    not_kept = one(render("--set", "crds.keep=false"), "CustomResourceDefinition")
+    assert "helm.sh/resource-policy" not in (not_kept["metadata"].get("annotations") or {})
+    assert kinds(render("--set", "crds.install=false"), "CustomResourceDefinition") == []
+
+
+# ---------------------------------------------------------------- install.yaml
+
+
+def test_install_yaml_is_a_fresh_render(helm: str) -> None:
+    installed = (ROOT / "manifests" / "install.yaml").read_text()
+    fresh = template_text(helm)
+    header, found, _ = installed.partition(fresh)
+    assert found and installed.endswith(fresh), (
+        "manifests/install.yaml is not the chart's default render: run `make manifests`")
+    assert all(line.startswith("#") for line in header.splitlines()), header
+
+
+# ---------------------------------------------------------------- RBAC
+
+
+def test_cluster_rbac_is_exactly_what_the_operator_calls(render: Render) -> None:
+    docs = render()
+    role = one(docs, "ClusterRole")
+    assert_least_privilege(role)
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": role["metadata"]["name"]}
+    sa = one(docs, "ServiceAccount")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
+                                    "namespace": NAMESPACE}]
+    assert kinds(docs, "Role") == kinds(docs, "RoleBinding") == []
+
+
+def test_namespaced_rbac_has_a_role_per_namespace_and_nothing_cluster_wide(render: Render) -> None:
+    docs = render("-f", str(CHART / "ci" / "namespaced-values.yaml"))
+    assert kinds(docs, "ClusterRole") == kinds(docs, "ClusterRoleBinding") == []
+    roles = kinds(docs, "Role")
+    bindings = kinds(docs, "RoleBinding")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["a", "b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["a", "b"]
+    for role in roles:
+        assert_least_privilege(role)
+    for binding in bindings:
+        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE,
+                                        "namespace": NAMESPACE}]
+    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [a for a in args if a.startswith("--namespace")] == ["--namespace=a", "--namespace=b"]
+
+
+def test_rbac_and_service_account_can_be_left_out(render: Render) -> None:
+    docs = render("--set", "rbac.create=false", "--set", "serviceAccount.create=false",
+                  "--set", "serviceAccount.name=mine")
+    assert not [d for d in docs if d["kind"] in
+                {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "ServiceAccount"}]
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "mine"
+
+
+# ---------------------------------------------------------------- Deployment
+
+
+def test_deployment_is_hardened(render: Render) -> None:
+    deployment = one(render(), "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["runAsGroup"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["terminationGracePeriodSeconds"] > 0
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security.get("privileged", False) is False
+    # the read-only root filesystem gets a writable /tmp
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert mounts == {"tmp": "/tmp"}
+    assert "emptyDir" in volumes["tmp"]
+    assert set(container["resources"]) == {"requests", "limits"}
+    assert set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {
+        "cpu", "memory"}
+
+
+def test_deployment_probes_ports_args_and_env(render: Render) -> None:
+    pod = one(render(), "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": 8080, "health": 8081}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert container["args"] == [
+        "--image-pull-grace=120", "--pod-policy=enforce", "--log-level=INFO",
+        "--log-format=json", "--workers=16", "--api-threads=16",
+        "--metrics-address=:8080", "--health-address=:8081",
+    ]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in (
+        container["env"])
+    assert container["image"] == "ucloud-operator:0.1.0"  # the tag defaults to appVersion
+
+
+def test_values_reach_the_operator_flags(render: Render) -> None:
+    docs = render("--set", "operator.imagePullGrace=30", "--set", "operator.podPolicy=off",
+                  "--set", "operator.logLevel=DEBUG", "--set", "operator.logFormat=text",
+                  "--set", "metrics.port=9090", "--set", "health.port=9091",
+                  "--set", "image.digest=sha256:" + "a" * 64)
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    for flag in ("--image-pull-grace=30", "--pod-policy=off", "--log-level=DEBUG",
+                 "--log-format=text", "--metrics-address=:9090", "--health-address=:9091"):
+        assert flag in container["args"]
+    assert container["image"] == "ucloud-operator@sha256:" + "a" * 64
+    service = one(docs, "Service")
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+
+
+def test_metrics_service_selects_the_operator_pod(render: Render) -> None:
+    docs = render()
+    service = one(docs, "Service")
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert kinds(docs, "ServiceMonitor") == []
+    monitor = one(render("--set", "metrics.serviceMonitor.enabled=true"), "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+
+
+# ---------------------------------------------------------------- ci values
+
+
+@pytest.mark.parametrize("values", sorted(p.name for p in (CHART / "ci").glob("*-values.yaml")))
+def test_ci_values_render_and_lint(helm: str, render: Render, values: str) -> None:
+    path = CHART / "ci" / values
+    docs = render("-f", str(path))
+    assert one(docs, "Deployment")
+    lint = subprocess.run([helm, "lint", "--strict", str(CHART), "-f", str(path)],
+                          capture_output=True, text=True, check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_ci_values_cover_the_three_modes() -> None:
+    names = {p.name for p in (CHART / "ci").glob("*-values.yaml")}
+    assert {"default-values.yaml", "namespaced-values.yaml", "no-crds-values.yaml"} <= names

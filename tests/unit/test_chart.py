@@ -276,6 +276,41 @@ def test_deployment_probes_ports_args_and_env(render: Render) -> None:
     assert container["image"] == "ucloud-operator:0.1.0"  # the tag defaults to appVersion
 
 
+def env_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_leader_election_is_off_by_default(render: Render) -> None:
+    docs = render()
+    assert env_of(one(docs, "Deployment"))["UCLOUD_LEADER_ELECT"] == "false"
+    assert not [d for d in docs if "coordination.k8s.io" in json.dumps(d.get("rules", []))]
+
+
+def test_leader_election_adds_one_lease_and_standby_replicas(helm: str, render: Render) -> None:
+    docs = render("--set", "leaderElection.enabled=true", "--set", "replicaCount=2")
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate"}
+    env = env_of(deployment)
+    assert env["UCLOUD_LEADER_ELECT"] == "true"
+    assert env["UCLOUD_LEASE_NAMESPACE"] == NAMESPACE
+    assert env["UCLOUD_LEASE_NAME"] == RELEASE
+    (role,) = kinds(docs, "Role")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "resourceNames": [RELEASE], "verbs": ["get", "update"]},
+    ]
+    assert_least_privilege(one(docs, "ClusterRole"))  # the job rules are unchanged
+    refused = subprocess.run(
+        [helm, "template", RELEASE, str(CHART), "--kube-version", kube_version(),
+         "--set", "replicaCount=2"], capture_output=True, text=True, check=False)
+    assert refused.returncode != 0
+    assert "leaderElection.enabled" in refused.stderr
+
+
 def test_values_reach_the_operator_flags(render: Render) -> None:
     docs = render("--set", "operator.imagePullGrace=30", "--set", "operator.podPolicy=off",
                   "--set", "operator.logLevel=DEBUG", "--set", "operator.logFormat=text",

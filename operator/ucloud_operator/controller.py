@@ -41,7 +41,9 @@ class Controller:
         settings: Settings,
         jobs: Callable[[JobKey], Job | None],
         pods: Callable[[JobKey], Iterable[ReplicaPod]],
+        *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.queue: WorkQueue[JobKey] = WorkQueue()
         self._api = api
@@ -49,6 +51,7 @@ class Controller:
         self._jobs = jobs
         self._pods = pods
         self._clock = clock
+        self._leading = leading
         self._written: dict[JobKey, UCloudJobStatus] = {}  # ahead of the watch until it catches up
         self._creating: dict[JobKey, dict[int, float]] = {}  # rank -> monotonic expiry
         self._refused: dict[JobKey, dict[int, str]] = {}
@@ -69,6 +72,14 @@ class Controller:
         self._pod_event_at.pop(key, None)
         self.queue.forget(key)
 
+    def resync(self, keys: Iterable[JobKey]) -> None:
+        """Leadership was (re)gained: forget what another leader may have overwritten, and look
+        at every job again."""
+        self._written.clear()
+        self._deleting.clear()
+        for key in keys:
+            self.queue.add(key)
+
     async def run(self, workers: int) -> None:
         await asyncio.gather(*(self._worker() for _ in range(workers)))
 
@@ -76,6 +87,8 @@ class Controller:
         while True:
             key = await self.queue.get()
             try:
+                if not self._leading():
+                    continue  # a standby keeps its indices warm; resync() requeues on takeover
                 await self.reconcile(key)
                 self._failures.pop(key, None)
             except asyncio.CancelledError:

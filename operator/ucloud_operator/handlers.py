@@ -20,7 +20,8 @@ from .controller import Controller, JobKey
 from .http import Check, Server, watchers_alive
 from .jobs import read_job
 from .kube import KubeApi, load_client_config
-from .metrics import QUEUE_DEPTH, REGISTRY, WATCH_EVENTS, JobsByState
+from .leader import LeaderElector
+from .metrics import LEADER, QUEUE_DEPTH, REGISTRY, WATCH_EVENTS, JobsByState
 from .models import GROUP, JOB_NAME_LABEL, PLURAL, VERSION
 from .replicas import ReplicaPod, observe
 from .settings import OperatorSettings
@@ -42,6 +43,8 @@ class Runtime:
         self.task: asyncio.Task[None] | None = None
         self.server: Server | None = None
         self.jobs_by_state: JobsByState | None = None
+        self.elector: LeaderElector | None = None
+        self.lease_task: asyncio.Task[None] | None = None
 
     def healthy(self) -> Check:
         """Alive: the sync loop runs and kopf's watchers have not ended."""
@@ -108,8 +111,27 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
         return replica_pods.get(key, ())
 
     ours = runtime.settings
-    runtime.api = KubeApi(load_client_config(ours.api_threads), ours.api_threads, ours.instance)
-    runtime.controller = Controller(runtime.api, ours.rules, job, pods)
+    api_client = load_client_config(ours.api_threads)
+    runtime.api = KubeApi(api_client, ours.api_threads, ours.instance)
+
+    def resync() -> None:
+        if runtime.controller is not None:
+            runtime.controller.resync(list(ucloud_jobs.keys()))
+
+    def leading() -> bool:
+        return runtime.elector is None or runtime.elector.is_leader
+
+    if ours.leader_elect:
+        runtime.elector = LeaderElector(
+            api_client,
+            ours.lease_namespace,
+            ours.lease_name,
+            ours.instance,
+            on_started_leading=resync,
+        )
+        runtime.lease_task = asyncio.create_task(runtime.elector.run(), name="leader election")
+    runtime.controller = Controller(runtime.api, ours.rules, job, pods, leading=leading)
+    LEADER.set_function(lambda: 1.0 if leading() else 0.0)
     runtime.task = asyncio.create_task(runtime.controller.run(ours.workers), name="controller")
     QUEUE_DEPTH.set_function(lambda: len(runtime.controller.queue) if runtime.controller else 0)
     runtime.jobs_by_state = JobsByState(
@@ -127,9 +149,12 @@ async def stop(memo: Any, **_: Any) -> None:
         await runtime.server.stop()
     if runtime.jobs_by_state is not None:
         REGISTRY.unregister(runtime.jobs_by_state)
-    if runtime.task is not None:
-        runtime.task.cancel()
-        await asyncio.gather(runtime.task, return_exceptions=True)
+    for task in (runtime.task, runtime.lease_task):
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if runtime.elector is not None:
+        await runtime.elector.release()
     if runtime.api is not None:
         runtime.api.close()
 

@@ -56,6 +56,9 @@ WATCH_EVENTS = Counter(
     ["resource"],
     registry=REGISTRY,
 )
+LEADER = Gauge(
+    "ucloud_leader", "1 while this replica holds the Lease and acts, else 0.", registry=REGISTRY
+)
 QUEUE_DEPTH = Gauge("ucloud_workqueue_depth", "Job keys waiting for a pass.", registry=REGISTRY)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,6 +25,9 @@ class OperatorSettings:
     instance: str
     metrics_address: str = ":8080"
     health_address: str = ":8081"
+    leader_elect: bool = True
+    lease_namespace: str = "default"
+    lease_name: str = "ucloud-operator"
 
     @property
     def rules(self) -> Settings:
@@ -116,6 +120,22 @@ def parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=_env(environ, "UCLOUD_HEALTH_ADDRESS", ":8081"),
         help="host:port serving /healthz and /readyz [env UCLOUD_HEALTH_ADDRESS]",
     )
+    p.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=_env(environ, "UCLOUD_LEADER_ELECT", "true").lower() in ("1", "true", "yes"),
+        help="act only while holding a Lease, so replicas can stand by [env UCLOUD_LEADER_ELECT]",
+    )
+    p.add_argument(
+        "--lease-namespace",
+        default=_env(environ, "UCLOUD_LEASE_NAMESPACE", environ.get("POD_NAMESPACE", "default")),
+        help="namespace of the Lease [env UCLOUD_LEASE_NAMESPACE, else POD_NAMESPACE]",
+    )
+    p.add_argument(
+        "--lease-name",
+        default=_env(environ, "UCLOUD_LEASE_NAME", "ucloud-operator"),
+        help="name of the Lease [env UCLOUD_LEASE_NAME]",
+    )
     return p
 
 
@@ -135,7 +155,11 @@ def parse(
         log_format=args.log_format,
         workers=args.workers,
         api_threads=args.api_threads,
-        instance=environ.get("POD_NAME") or os.uname().nodename,
+        # Unique per process: a restarted operator must not pass for its dead predecessor.
+        instance=f"{environ.get('POD_NAME') or os.uname().nodename}_{uuid.uuid4().hex[:6]}",
         metrics_address=args.metrics_address,
         health_address=args.health_address,
+        leader_elect=args.leader_elect,
+        lease_namespace=args.lease_namespace,
+        lease_name=args.lease_name,
     )

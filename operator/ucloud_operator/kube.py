@@ -153,12 +153,20 @@ class KubeApi:
             except (urllib3.exceptions.HTTPError, OSError) as error:
                 API_REQUESTS.labels(verb, resource, "0").inc()
                 failure = error
+            except (ValueError, TypeError) as error:
+                # The client validates bodies before sending them (pydantic): a template field
+                # of the wrong shape is refused here, as the API server would refuse it.
+                raise Refused(f"invalid {resource}: {_first_line(error)}") from error
             if delay is None:
                 raise Transient(f"{verb} {resource}: {failure}") from failure
             API_RETRIES.labels(verb, resource).inc()
             logger.debug("retrying %s %s (attempt %d): %s", verb, resource, attempt + 1, failure)
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
         raise AssertionError("unreachable")
+
+
+def _first_line(error: Exception) -> str:
+    return " ".join(str(error).split("\n")[:3])
 
 
 def _message(error: ApiException) -> str:

@@ -1,0 +1,40 @@
+"""Pods are created in the job's namespace, so its Pod Security Admission applies to them; the
+operator's own pod policy refuses privileged templates where no admission policy is installed."""
+
+from __future__ import annotations
+
+from tests.integration.conftest import Cluster
+
+RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted",
+              "pod-security.kubernetes.io/enforce-version": "latest"}
+
+
+def test_restricted_namespace_refuses_a_non_compliant_template(cluster: Cluster) -> None:
+    cluster.core.patch_namespace(cluster.namespace, {"metadata": {"labels": RESTRICTED}})
+    cluster.create_job("plain")  # busybox as root, no seccomp: not "restricted"
+    status = cluster.wait_for_state("plain", "FAILURE", "PodCreationFailed")
+    assert "violates PodSecurity" in status["message"]
+    assert cluster.pods("plain") == []
+
+
+def test_restricted_namespace_admits_a_compliant_template(cluster: Cluster) -> None:
+    cluster.core.patch_namespace(cluster.namespace, {"metadata": {"labels": RESTRICTED}})
+    compliant = {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "main", "image": "busybox", "securityContext": {
+            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}],
+    }
+    cluster.create_job("hardened", pod_spec=compliant)
+    cluster.wait_for_state("hardened", "RUNNING")
+
+
+def test_operator_policy_refuses_host_namespaces_and_host_path(cluster: Cluster) -> None:
+    cluster.create_job("hostnet", pod_spec={"hostNetwork": True, "containers": [
+        {"name": "main", "image": "busybox"}]})
+    cluster.create_job("hostpath", pod_spec={
+        "containers": [{"name": "main", "image": "busybox"}],
+        "volumes": [{"name": "root", "hostPath": {"path": "/"}}]})
+    for name in ("hostnet", "hostpath"):
+        cluster.wait_for_state(name, "FAILURE", "TemplateNotAllowed")
+        assert cluster.pods(name) == []

@@ -82,7 +82,20 @@ image: ## docker build the operator image as $(IMAGE)
 	docker build -t $(IMAGE) .
 
 e2e-local: $(BIN)/python ## chart installed on the local control plane, operator as its ServiceAccount, tests/e2e
-	hack/e2e-local.sh
+	E2E_CLUSTER=$${E2E_CLUSTER:-e2e} hack/e2e-local.sh
 
 e2e-kind: ## kind cluster, image built and loaded, chart installed, tests/e2e (needs docker and kind)
 	hack/e2e-kind.sh
+
+# ---------------------------------------------------------------- benchmark (bench/README.md; not part of `make test`)
+.PHONY: bench bench-quick
+
+$(VENV)/.bench-deps: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(VENV)/.bench-deps ## operator vs Job controller: N = 100, 1000, 5000 x R = 4, 10,000 resident (long)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.bench-deps ## the benchmark at N = 100 only, both regimes (a few minutes)
+	$(BIN)/python bench/run.py --scales 100 --resident 0 $(BENCH_ARGS)

@@ -1,0 +1,426 @@
+#!/usr/bin/env bash
+# `make e2e-local`: the Helm chart on the local control plane (KWOK nodes), the operator as the
+# chart's ServiceAccount, and tests/e2e against it. No Docker needed.
+#
+# For each mode (namespaced: watchNamespaces=[e2e-a, e2e-b], Roles only; cluster: all
+# namespaces, a ClusterRole):
+#   1. helm install the chart into ucloud-system (labelled Pod Security "restricted", so the
+#      Deployment's pod must pass it), with the CRD, --wait; check the objects it made
+#   2. kubectl auth can-i --as=<the chart's ServiceAccount>: everything the operator needs, and
+#      nothing more (no secrets, no get, no cluster-wide pods in namespaced mode, ...)
+#   3. run the operator as a LOCAL process (KWOK runs no containers) with the args and env of
+#      the chart's Deployment, authenticated with a token of the chart's ServiceAccount, metrics
+#      and probes on free 127.0.0.1 ports; wait for /readyz
+#   4. pytest tests/e2e (a job IN_QUEUE -> RUNNING -> SUCCESS, cancel, /metrics, /readyz); the
+#      operator log must not mention a refused (403) call
+#   5. stop the operator, helm uninstall: the CRD and a UCloudJob must remain (keep policy),
+#      the rest must be gone
+# On failure: the operator log tail, events, and a dump in $UCLOUD_ARTIFACTS/e2e-local.
+#
+# Environment:
+#   E2E_CLUSTER=e2e           the local cluster's name (hack/cluster.sh); this script owns it: it
+#                             wipes the CRD and its namespaces first and deletes it at the end.
+#                             The names of the other tools' clusters (ucloud, ci, itest) are
+#                             refused; UCLOUD_CLUSTER is ignored (the Makefile exports it).
+#   E2E_KEEP_CLUSTER=1        keep the cluster (and the last release) for inspection
+#   E2E_MODES="namespaced cluster"   the modes to run, in order
+#   UCLOUD_ARTIFACTS          where logs go (default ./artifacts)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root="$PWD"
+
+export UCLOUD_CLUSTER="${E2E_CLUSTER:-e2e}"
+case "$UCLOUD_CLUSTER" in
+  ucloud | ci | itest)
+    echo "e2e-local: refusing cluster '$UCLOUD_CLUSTER': it belongs to make test/demo/CI" >&2
+    exit 2 ;;
+esac
+read -r -a modes <<<"${E2E_MODES:-namespaced cluster}"
+release=ucloud-operator
+system_ns=ucloud-system
+watched=(e2e-a e2e-b)
+unwatched=e2e-unwatched
+sa_user="system:serviceaccount:$system_ns:$release"
+chart="$root/helm/ucloud-operator"
+python="$root/.venv/bin/python"
+artifacts="${UCLOUD_ARTIFACTS:-$root/artifacts}/e2e-local"
+rm -rf "$artifacts" && mkdir -p "$artifacts"
+work="$(mktemp -d "${TMPDIR:-/tmp}/ucloud-e2e-local.XXXXXX")"
+start=$SECONDS
+operator_pid=""
+operator_log=""
+mode=""
+failures=0
+
+log() { printf '\e[1me2e-local [%4ss]%s:\e[0m %s\n' "$((SECONDS - start))" "${mode:+ $mode}" "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+[[ -x "$python" ]] || die "no $python: run \`make venv\`"
+bin="$(hack/build-control-plane.sh | tail -n1)"
+export PATH="$bin:$PATH"
+
+stop_operator() {
+  [[ -n "$operator_pid" ]] || return 0
+  if kill -0 "$operator_pid" 2>/dev/null; then
+    kill -TERM "$operator_pid" 2>/dev/null || true
+    local deadline=$((SECONDS + 15))
+    while kill -0 "$operator_pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+    if kill -0 "$operator_pid" 2>/dev/null; then
+      log "operator $operator_pid ignored SIGTERM for 15s; killing it"
+      kill -KILL "$operator_pid" 2>/dev/null || true
+    fi
+  fi
+  wait "$operator_pid" 2>/dev/null || true
+  operator_pid=""
+}
+
+dump() {
+  log "dumping state to $artifacts"
+  {
+    echo "=== helm list -A"; helm list -A || true
+    echo "=== helm status"; helm status "$release" -n "$system_ns" || true
+    echo "=== $system_ns"; kubectl get all,serviceaccounts,roles,rolebindings -n "$system_ns" -o wide || true
+    echo "=== describe deployment"; kubectl describe deployment -n "$system_ns" || true
+    echo "=== cluster roles"; kubectl get clusterroles,clusterrolebindings -l app.kubernetes.io/name=ucloud-operator || true
+    echo "=== ucloudjobs"; kubectl get ucloudjobs -A -o yaml || true
+    echo "=== pods"; kubectl get pods -A -o wide || true
+    echo "=== events"; kubectl get events -A --sort-by=.lastTimestamp || true
+  } >"$artifacts/dump.txt" 2>&1
+  if [[ -n "$operator_log" && -f "$operator_log" ]]; then
+    log "operator log tail ($operator_log):"
+    tail -n 60 "$operator_log" >&2 || true
+  fi
+  log "last events:"
+  kubectl get events -A --sort-by=.lastTimestamp 2>/dev/null | tail -n 25 >&2 || true
+}
+
+finish() {
+  local rc=$?
+  stop_operator
+  if ((rc != 0)); then
+    dump
+  fi
+  if [[ "${E2E_KEEP_CLUSTER:-0}" == 1 ]]; then
+    log "keeping cluster $UCLOUD_CLUSTER: export KUBECONFIG=$KUBECONFIG"
+  else
+    hack/cluster.sh down >/dev/null 2>&1 || log "could not delete cluster $UCLOUD_CLUSTER"
+  fi
+  rm -rf "$work"
+  if ((rc == 0)); then
+    log "PASSED (${modes[*]}) in $((SECONDS - start))s; artifacts in $artifacts"
+  else
+    log "FAILED (exit $rc) after $((SECONDS - start))s; artifacts in $artifacts"
+  fi
+}
+trap finish EXIT
+
+free_port() {
+  "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Poll a command until it succeeds or the deadline passes.
+wait_until() {
+  local what="$1" seconds="$2"
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "timed out after ${seconds}s waiting for $what"
+    sleep 0.2
+  done
+}
+
+# ------------------------------------------------------------------------------------ can-i
+cani_table="$artifacts/can-i.txt"
+# expect yes|no VERB RESOURCE [kubectl auth can-i flags...]
+expect() {
+  local want="$1" got
+  shift
+  got="$(kubectl auth can-i "$@" --as="$sa_user" 2>/dev/null)" || true
+  got="${got%%$'\n'*}"
+  printf '%s|%s|%s|%s\n' "$mode" "$want" "${got:-error}" "$*" >>"$cani_table"
+  if [[ "$got" != "$want" ]]; then
+    log "can-i $*: expected $want, got ${got:-error}"
+    failures=$((failures + 1))
+  fi
+}
+
+check_permissions() {
+  local ns
+  failures=0
+  log "kubectl auth can-i --as=$sa_user"
+  # What the operator needs, in every namespace it watches.
+  local namespaces=("${watched[@]}")
+  for ns in "${namespaces[@]}"; do
+    expect yes list ucloudjobs.ucloud.dk -n "$ns"
+    expect yes watch ucloudjobs.ucloud.dk -n "$ns"
+    expect yes patch ucloudjobs.ucloud.dk --subresource=status -n "$ns"
+    expect yes update ucloudjobs.ucloud.dk --subresource=finalizers -n "$ns"
+    expect yes list pods -n "$ns"
+    expect yes watch pods -n "$ns"
+    expect yes create pods -n "$ns"
+    expect yes delete pods -n "$ns"
+    expect yes create services -n "$ns"
+    expect yes create events -n "$ns"
+  done
+  # Nothing more: no reads it does not make, no writes to the job's spec, no secrets.
+  ns="${watched[0]}"
+  expect no get ucloudjobs.ucloud.dk -n "$ns"
+  expect no create ucloudjobs.ucloud.dk -n "$ns"
+  expect no patch ucloudjobs.ucloud.dk -n "$ns"
+  expect no delete ucloudjobs.ucloud.dk -n "$ns"
+  expect no update ucloudjobs.ucloud.dk --subresource=status -n "$ns"
+  expect no get pods -n "$ns"
+  expect no patch pods -n "$ns"
+  expect no create pods --subresource=exec -n "$ns"
+  expect no delete services -n "$ns"
+  expect no patch events -n "$ns"
+  expect no create events.events.k8s.io -n "$ns"
+  expect no get secrets -n "$ns"
+  expect no list secrets -n "$ns"
+  expect no get secrets -n "$system_ns"
+  expect no list secrets -A
+  expect no get configmaps -n "$ns"
+  expect no create serviceaccounts --subresource=token -n "$system_ns"
+  expect no create deployments.apps -n "$ns"
+  expect no list namespaces
+  expect no list customresourcedefinitions.apiextensions.k8s.io
+  expect no create leases.coordination.k8s.io -n "$system_ns"
+  expect no create kopfpeerings.kopf.dev -n "$ns"
+  expect no bind clusterroles.rbac.authorization.k8s.io
+  expect no escalate clusterroles.rbac.authorization.k8s.io
+  expect no impersonate users
+  expect no '*' '*' -A
+  if [[ "$mode" == namespaced ]]; then
+    # Only the watched namespaces: nothing cluster-wide, nothing elsewhere.
+    expect no list pods -A
+    expect no watch pods -A
+    expect no list ucloudjobs.ucloud.dk -A
+    expect no create pods -n default
+    expect no create pods -n "$unwatched"
+    expect no create pods -n "$system_ns"
+    expect no list ucloudjobs.ucloud.dk -n "$unwatched"
+    expect no create events -n "$unwatched"
+  else
+    expect yes list pods -A
+    expect yes watch pods -A
+    expect yes list ucloudjobs.ucloud.dk -A
+    expect yes watch ucloudjobs.ucloud.dk -A
+    expect yes create pods -n "$unwatched"
+  fi
+  kubectl auth can-i --list --as="$sa_user" -n "${watched[0]}" >"$artifacts/can-i-list-$mode.txt" 2>&1 || true
+  ((failures == 0)) || die "$failures permission check(s) failed (see $cani_table)"
+  log "permissions as expected ($(grep -c "^$mode|" "$cani_table") checks)"
+}
+
+# ------------------------------------------------------------------------------------ steps
+reset_cluster() {
+  log "removing what a previous run left"
+  helm uninstall "$release" -n "$system_ns" --wait >/dev/null 2>&1 || true
+  kubectl delete ucloudjobs --all -A --wait=false >/dev/null 2>&1 || true
+  kubectl delete crd ucloudjobs.ucloud.dk --ignore-not-found --wait=true >/dev/null
+  kubectl delete namespace "$system_ns" "${watched[@]}" "$unwatched" --ignore-not-found \
+    --wait=true --timeout=120s >/dev/null
+}
+
+create_namespaces() {
+  local ns
+  # The operator's namespace enforces the restricted Pod Security Standard: the chart's pod must
+  # pass it, or its ReplicaSet cannot create it and `helm install --wait` times out.
+  kubectl create namespace "$system_ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl label namespace "$system_ns" --overwrite >/dev/null \
+    pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/warn=restricted
+  for ns in "${watched[@]}" "$unwatched"; do
+    kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+    wait_until "ServiceAccount default in $ns" 60 kubectl get serviceaccount default -n "$ns"
+  done
+}
+
+install_chart() {
+  local values=(--set image.tag=e2e-local)
+  if [[ "$mode" == namespaced ]]; then
+    values+=(--set "watchNamespaces={$(IFS=,; echo "${watched[*]}")}")
+  fi
+  helm lint --strict "$chart" "${values[@]}" >"$artifacts/helm-lint-$mode.txt" 2>&1 ||
+    die "helm lint --strict: $(cat "$artifacts/helm-lint-$mode.txt")"
+  log "helm install $release ${values[*]}"
+  local t0=$SECONDS
+  helm install "$release" "$chart" -n "$system_ns" "${values[@]}" --wait --timeout 3m \
+    >"$artifacts/helm-install-$mode.txt" 2>&1 ||
+    die "helm install: $(tail -n 20 "$artifacts/helm-install-$mode.txt")"
+  log "installed in $((SECONDS - t0))s"
+  helm get manifest "$release" -n "$system_ns" >"$work/manifest.yaml"
+
+  kubectl wait --for=condition=Established crd/ucloudjobs.ucloud.dk --timeout=30s >/dev/null
+  kubectl rollout status deployment/"$release" -n "$system_ns" --timeout=60s >/dev/null
+  kubectl get serviceaccount "$release" -n "$system_ns" >/dev/null
+  kubectl get service "$release-metrics" -n "$system_ns" >/dev/null
+  local ns clusterroles
+  clusterroles="$(kubectl get clusterroles,clusterrolebindings -o name \
+    -l "app.kubernetes.io/instance=$release" | wc -l)"
+  if [[ "$mode" == namespaced ]]; then
+    for ns in "${watched[@]}"; do
+      kubectl get role,rolebinding "$release" -n "$ns" >/dev/null
+    done
+    ((clusterroles == 0)) || die "namespaced mode made $clusterroles cluster-wide RBAC objects"
+  else
+    kubectl get clusterrole,clusterrolebinding "$release" >/dev/null
+    ((clusterroles == 2)) || die "expected a ClusterRole and a ClusterRoleBinding, found $clusterroles"
+  fi
+  log "objects in place; Deployment ready on a KWOK node (no process runs there)"
+}
+
+# A kubeconfig with the cluster's server and CA and a token of the chart's ServiceAccount.
+service_account_kubeconfig() {
+  local out="$work/operator-kubeconfig" server ca ca_data token
+  server="$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')"
+  ca="$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')"
+  if [[ -z "$ca" ]]; then
+    ca_data="$(kubectl config view --raw --minify \
+      -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
+    ca="$work/ca.crt"
+    base64 -d <<<"$ca_data" >"$ca"
+  fi
+  token="$(kubectl create token "$release" -n "$system_ns" --duration=2h)"
+  kubectl config --kubeconfig="$out" set-cluster e2e --server="$server" \
+    --certificate-authority="$ca" --embed-certs=true >/dev/null
+  kubectl config --kubeconfig="$out" set-credentials "$release" --token="$token" >/dev/null
+  kubectl config --kubeconfig="$out" set-context e2e --cluster=e2e --user="$release" \
+    --namespace="$system_ns" >/dev/null
+  kubectl config --kubeconfig="$out" use-context e2e >/dev/null
+  chmod 600 "$out"
+  local who
+  who="$(kubectl --kubeconfig="$out" auth whoami -o jsonpath='{.status.userInfo.username}')"
+  [[ "$who" == "$sa_user" ]] || die "the operator kubeconfig authenticates as '$who', not $sa_user"
+  echo "$out"
+}
+
+start_operator() {
+  local kubeconfig_sa="$1" metrics_port health_port
+  metrics_port="$(free_port)"
+  health_port="$(free_port)"
+  metrics_url="http://127.0.0.1:$metrics_port/metrics"
+  health_url="http://127.0.0.1:$health_port"
+  # The Deployment's args and env, with the listen addresses moved to local ports.
+  local -a args env_vars
+  mapfile -t args < <("$python" - "$work/manifest.yaml" args <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+(deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+(container,) = deployment["spec"]["template"]["spec"]["containers"]
+for arg in container.get("args", []):
+    if arg.split("=")[0] not in ("--metrics-address", "--health-address"):
+        print(arg)
+PY
+  )
+  mapfile -t env_vars < <("$python" - "$work/manifest.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+(deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+(container,) = deployment["spec"]["template"]["spec"]["containers"]
+for env in container.get("env", []):
+    if "value" in env:
+        print(f"{env['name']}={env['value']}")
+PY
+  )
+  args+=("--metrics-address=127.0.0.1:$metrics_port" "--health-address=127.0.0.1:$health_port")
+  env_vars+=("POD_NAME=e2e-local-$mode" "POD_NAMESPACE=$system_ns")
+  operator_log="$artifacts/operator-$mode.log"
+  log "operator: python -m ucloud_operator ${args[*]}"
+  log "operator env: ${env_vars[*]}"
+  # Only the ServiceAccount's kubeconfig: none of the caller's credentials or UCLOUD_* settings.
+  env -i PATH="$PATH" HOME="$HOME" PYTHONUNBUFFERED=1 KUBECONFIG="$kubeconfig_sa" \
+    "${env_vars[@]}" "$python" -m ucloud_operator "${args[@]}" >"$operator_log" 2>&1 &
+  operator_pid=$!
+  local t0=$SECONDS deadline=$((SECONDS + 60))
+  until [[ "$(curl -s -o /dev/null -w '%{http_code}' "$health_url/readyz")" == 200 ]]; do
+    kill -0 "$operator_pid" 2>/dev/null || die "the operator exited: $(tail -n 30 "$operator_log")"
+    ((SECONDS < deadline)) || die "/readyz not 200 within 60s"
+    sleep 0.2
+  done
+  log "operator pid $operator_pid ready in $((SECONDS - t0))s (metrics $metrics_url)"
+}
+
+run_tests() {
+  local ns_env=()
+  # namespaced: the second watched namespace; cluster: a namespace made after the operator started.
+  [[ "$mode" == namespaced ]] && ns_env=(UCLOUD_E2E_NAMESPACE="${watched[1]}")
+  # A job where the operator must not look.
+  if [[ "$mode" == namespaced ]]; then
+    kubectl apply -n "$unwatched" -f manifests/examples/one-replica.yaml >/dev/null
+  fi
+  log "pytest tests/e2e"
+  local t0=$SECONDS
+  env UCLOUD_E2E=1 KUBECONFIG="$KUBECONFIG" UCLOUD_E2E_METRICS_URL="$metrics_url" \
+    UCLOUD_E2E_HEALTH_URL="$health_url" UCLOUD_E2E_OPERATOR_LOG="$operator_log" \
+    "${ns_env[@]}" "$python" -m pytest tests/e2e -q -p no:cacheprovider \
+    --junitxml="$artifacts/junit-$mode.xml" || die "tests/e2e failed"
+  log "tests passed in $((SECONDS - t0))s"
+  kill -0 "$operator_pid" 2>/dev/null || die "the operator died during the tests"
+  if grep -niE 'forbidden|cannot (get|list|watch|create|patch|update|delete) ' "$operator_log" >&2; then
+    die "the operator was refused an API call (above)"
+  fi
+  if [[ "$mode" == namespaced ]]; then
+    local name status
+    name="$(kubectl get ucloudjobs -n "$unwatched" -o name)"
+    status="$(kubectl get "$name" -n "$unwatched" -o jsonpath='{.status}')"
+    [[ -z "$status" ]] || die "a job in unwatched namespace $unwatched got a status: $status"
+    [[ -z "$(kubectl get pods -n "$unwatched" -o name)" ]] || die "pods made in $unwatched"
+    kubectl delete ucloudjobs --all -n "$unwatched" >/dev/null
+    log "the job in $unwatched was left alone"
+  fi
+}
+
+uninstall_and_check_keep() {
+  kubectl apply -n "${watched[0]}" -f - >/dev/null <<'YAML'
+apiVersion: ucloud.dk/v1
+kind: UCloudJob
+metadata:
+  name: keep-check
+spec:
+  template:
+    spec:
+      containers:
+        - name: main
+          image: busybox
+YAML
+  log "helm uninstall $release"
+  helm uninstall "$release" -n "$system_ns" --wait --timeout 2m >/dev/null
+  kubectl get crd ucloudjobs.ucloud.dk >/dev/null 2>&1 || die "the CRD was deleted by helm uninstall"
+  kubectl get ucloudjob keep-check -n "${watched[0]}" >/dev/null 2>&1 ||
+    die "UCloudJob keep-check is gone after helm uninstall"
+  local left
+  left="$(kubectl get deployments,services,serviceaccounts,roles,rolebindings -A -o name \
+    -l "app.kubernetes.io/instance=$release"; kubectl get clusterroles,clusterrolebindings -o name \
+    -l "app.kubernetes.io/instance=$release")"
+  [[ -z "$left" ]] || die "left after uninstall: $left"
+  [[ "$(kubectl auth can-i list pods -n "${watched[0]}" --as="$sa_user" 2>/dev/null)" == no ]] ||
+    die "the ServiceAccount still has permissions after uninstall"
+  log "uninstalled: CRD and UCloudJob kept, the rest removed"
+  kubectl delete ucloudjob keep-check -n "${watched[0]}" >/dev/null
+}
+
+# ------------------------------------------------------------------------------------ main
+log "cluster $UCLOUD_CLUSTER (hack/cluster.sh up)"
+KUBECONFIG="$(hack/cluster.sh up | tail -n1)"
+export KUBECONFIG
+kubectl version -o json >"$artifacts/version.json"
+reset_cluster
+: >"$cani_table"
+for mode in "${modes[@]}"; do
+  [[ "$mode" == namespaced || "$mode" == cluster ]] || die "unknown mode $mode"
+  mode_start=$SECONDS
+  create_namespaces
+  install_chart
+  check_permissions
+  sa_kubeconfig="$(service_account_kubeconfig)"
+  start_operator "$sa_kubeconfig"
+  run_tests
+  stop_operator
+  log "operator stopped"
+  uninstall_and_check_keep
+  log "mode passed in $((SECONDS - mode_start))s"
+done
+mode=""
+{ echo "mode|expected|got|kubectl auth can-i ... --as=$sa_user"; cat "$cani_table"; } |
+  column -t -s '|' >"$cani_table.tmp" && mv "$cani_table.tmp" "$cani_table"
+log "can-i: $(($(wc -l <"$cani_table") - 1)) checks as expected: $cani_table"

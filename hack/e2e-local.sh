@@ -3,7 +3,7 @@
 # chart's ServiceAccount, and tests/e2e against it. No Docker needed.
 #
 # For each mode (namespaced: watchNamespaces=[e2e-a, e2e-b], Roles only; cluster: all
-# namespaces, a ClusterRole):
+# namespaces, a ClusterRole; leader: cluster plus leaderElection.enabled, a Role for the Lease):
 #   1. helm install the chart into ucloud-system (labelled Pod Security "restricted", so the
 #      Deployment's pod must pass it), with the CRD, --wait; check the objects it made
 #   2. kubectl auth can-i --as=<the chart's ServiceAccount>: everything the operator needs, and
@@ -23,7 +23,7 @@
 #                             The names of the other tools' clusters (ucloud, ci, itest) are
 #                             refused; UCLOUD_CLUSTER is ignored (the Makefile exports it).
 #   E2E_KEEP_CLUSTER=1        keep the cluster (and the last release) for inspection
-#   E2E_MODES="namespaced cluster"   the modes to run, in order
+#   E2E_MODES="namespaced cluster leader"   the modes to run, in order
 #   UCLOUD_ARTIFACTS          where logs go (default ./artifacts)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -35,7 +35,7 @@ case "$UCLOUD_CLUSTER" in
     echo "e2e-local: refusing cluster '$UCLOUD_CLUSTER': it belongs to make test/demo/CI" >&2
     exit 2 ;;
 esac
-read -r -a modes <<<"${E2E_MODES:-namespaced cluster}"
+read -r -a modes <<<"${E2E_MODES:-namespaced cluster leader}"
 release=ucloud-operator
 system_ns=ucloud-system
 watched=(e2e-a e2e-b)
@@ -184,7 +184,6 @@ check_permissions() {
   expect no create deployments.apps -n "$ns"
   expect no list namespaces
   expect no list customresourcedefinitions.apiextensions.k8s.io
-  expect no create leases.coordination.k8s.io -n "$system_ns"
   expect no create kopfpeerings.kopf.dev -n "$ns"
   expect no bind clusterroles.rbac.authorization.k8s.io
   expect no escalate clusterroles.rbac.authorization.k8s.io
@@ -206,6 +205,21 @@ check_permissions() {
     expect yes list ucloudjobs.ucloud.dk -A
     expect yes watch ucloudjobs.ucloud.dk -A
     expect yes create pods -n "$unwatched"
+  fi
+  if [[ "$mode" == leader ]]; then
+    # The one Lease, in the release namespace; nothing else in coordination.k8s.io.
+    expect yes create leases.coordination.k8s.io -n "$system_ns"
+    expect yes get "leases.coordination.k8s.io/$release" -n "$system_ns"
+    expect yes update "leases.coordination.k8s.io/$release" -n "$system_ns"
+    expect no get leases.coordination.k8s.io/kube-scheduler -n kube-system
+    expect no get leases.coordination.k8s.io/other -n "$system_ns"
+    expect no update leases.coordination.k8s.io/other -n "$system_ns"
+    expect no delete "leases.coordination.k8s.io/$release" -n "$system_ns"
+    expect no list leases.coordination.k8s.io -n "$system_ns"
+    expect no create leases.coordination.k8s.io -n "${watched[0]}"
+  else
+    expect no create leases.coordination.k8s.io -n "$system_ns"
+    expect no get "leases.coordination.k8s.io/$release" -n "$system_ns"
   fi
   kubectl auth can-i --list --as="$sa_user" -n "${watched[0]}" >"$artifacts/can-i-list-$mode.txt" 2>&1 || true
   ((failures == 0)) || die "$failures permission check(s) failed (see $cani_table)"
@@ -237,9 +251,10 @@ create_namespaces() {
 
 install_chart() {
   local values=(--set image.tag=e2e-local)
-  if [[ "$mode" == namespaced ]]; then
-    values+=(--set "watchNamespaces={$(IFS=,; echo "${watched[*]}")}")
-  fi
+  case "$mode" in
+    namespaced) values+=(--set "watchNamespaces={$(IFS=,; echo "${watched[*]}")}") ;;
+    leader) values+=(--set leaderElection.enabled=true) ;;
+  esac
   helm lint --strict "$chart" "${values[@]}" >"$artifacts/helm-lint-$mode.txt" 2>&1 ||
     die "helm lint --strict: $(cat "$artifacts/helm-lint-$mode.txt")"
   log "helm install $release ${values[*]}"
@@ -265,6 +280,9 @@ install_chart() {
   else
     kubectl get clusterrole,clusterrolebinding "$release" >/dev/null
     ((clusterroles == 2)) || die "expected a ClusterRole and a ClusterRoleBinding, found $clusterroles"
+  fi
+  if [[ "$mode" == leader ]]; then
+    kubectl get role,rolebinding "$release-leader-election" -n "$system_ns" >/dev/null
   fi
   log "objects in place; Deployment ready on a KWOK node (no process runs there)"
 }
@@ -338,6 +356,16 @@ PY
     sleep 0.2
   done
   log "operator pid $operator_pid ready in $((SECONDS - t0))s (metrics $metrics_url)"
+  if [[ "$mode" == leader ]]; then
+    wait_until "the operator to hold Lease $system_ns/$release" 60 lease_held_by "e2e-local-$mode"
+    log "the operator holds Lease $system_ns/$release"
+  fi
+}
+
+lease_held_by() {
+  local holder
+  holder="$(kubectl get lease "$release" -n "$system_ns" -o jsonpath='{.spec.holderIdentity}')"
+  [[ "$holder" == "$1"* ]]
 }
 
 run_tests() {
@@ -407,7 +435,7 @@ kubectl version -o json >"$artifacts/version.json"
 reset_cluster
 : >"$cani_table"
 for mode in "${modes[@]}"; do
-  [[ "$mode" == namespaced || "$mode" == cluster ]] || die "unknown mode $mode"
+  [[ "$mode" =~ ^(namespaced|cluster|leader)$ ]] || die "unknown mode $mode"
   mode_start=$SECONDS
   create_namespaces
   install_chart

@@ -7,7 +7,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.env
+# shellcheck source-path=SCRIPTDIR source=versions.env
 source "$here/versions.env"
 
 binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl helm)
@@ -18,14 +18,30 @@ mkdir -p "$bin"
 
 log() { echo "build-control-plane: $*" >&2; }
 
-# Take what the user already has: UCLOUD_ASSETS first, then PATH.
+# The version a binary must report to be taken instead of built.
+want_version() {
+  case "$1" in
+    etcd) echo "$ETCD_VERSION" ;;
+    kwok | kwokctl) echo "$KWOK_VERSION" ;;
+    helm) echo "v$HELM_VERSION" ;;
+    *) echo "v$KUBE_VERSION" ;;
+  esac
+}
+reports_version() {  # binary, version: does `binary --version` (or `version`) mention it?
+  local out  # captured first: grep -q closing the pipe early would fail the pipeline
+  out="$("$1" --version 2>/dev/null || "$1" version --client 2>/dev/null || true)"
+  grep -qF -- "$2" <<<"$out"
+}
+
+# Take what the user already has, when it is the pinned version: UCLOUD_ASSETS first, then PATH.
 for name in "${binaries[@]}"; do
   [[ -x "$bin/$name" ]] && continue
-  if [[ -n "${UCLOUD_ASSETS:-}" && -x "$UCLOUD_ASSETS/$name" ]]; then
-    ln -sf "$UCLOUD_ASSETS/$name" "$bin/$name"
-  elif found="$(PATH="${PATH//$bin/}" command -v "$name" 2>/dev/null)" && [[ -n "$found" ]]; then
-    ln -sf "$found" "$bin/$name"
-  fi
+  for found in "${UCLOUD_ASSETS:+$UCLOUD_ASSETS/$name}" "$(PATH="${PATH//$bin/}" command -v "$name" 2>/dev/null || true)"; do
+    if [[ -n "$found" && -x "$found" ]] && reports_version "$found" "$(want_version "$name")"; then
+      ln -sf "$found" "$bin/$name"
+      break
+    fi
+  done
 done
 
 missing() { for name in "$@"; do [[ -x "$bin/$name" ]] || return 0; done; return 1; }

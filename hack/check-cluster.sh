@@ -5,6 +5,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source-path=SCRIPTDIR source=versions.env
 source "$here/versions.env"
 
 KUBECONFIG="$("$here/cluster.sh" up | tail -n1)"

@@ -57,7 +57,8 @@ kwokctl_args() {
     --secure-port=true --kube-authorization=true --kube-admission=true
     # Do not merge a context into ~/.kube/config; we hand out our own kubeconfig path.
     --kubeconfig ""
-    --wait 2m --timeout 5m
+    # A healthy start takes seconds; fail in about 2 minutes rather than kwokctl's default 4+.
+    --wait 60s --timeout 60s
   )
   if [[ -n "${UCLOUD_AUDIT_LOG:-}" ]]; then
     local audit_log
@@ -90,7 +91,9 @@ processes_alive() {
   for pidfile in "$cluster_dir"/pids/*.pid; do
     [[ -f "$pidfile" ]] || return 1
     pid="$(<"$pidfile")"
-    kill -0 "$pid" 2>/dev/null || return 1
+    # Alive, not a zombie waiting to be reaped, and still our binary (pids get reused).
+    [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" == [^Z]* ]] || return 1
+    grep -qF "$cluster_dir/" "/proc/$pid/cmdline" 2>/dev/null || return 1
     n=$((n + 1))
   done
   # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok-controller
@@ -137,6 +140,14 @@ ensure_nodes() {
   kc wait --for=condition=Ready --timeout=60s "${nodes[@]/#/node/}" >&2
 }
 
+nodes_ready() {
+  local n want="" got
+  for n in "${nodes[@]}"; do want+="$n=True "; done
+  got="$(kc --request-timeout=5s get node "${nodes[@]}" -o \
+    'jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}' 2>/dev/null)" || return 1
+  [[ "$got" == "$want" ]]
+}
+
 wait_default_sa() {
   # Pods are refused until kube-controller-manager has made the namespace's default ServiceAccount.
   local deadline=$((SECONDS + 60))
@@ -160,18 +171,37 @@ lock() {
 }
 
 create() {
+  local attempt
   log "creating cluster $cluster (KWOK_WORKDIR=$KWOK_WORKDIR)"
-  log "kwokctl --name $cluster --config $stages create cluster ${args[*]}"
-  # 9>&-: the components kwokctl leaves running must not inherit (and hold) our lock.
-  if ! kwokctl --name "$cluster" --config "$stages" create cluster "${args[@]}" >&2 9>&-; then
-    log "kwokctl create failed; last component log lines:"
-    tail -n 5 "$cluster_dir"/logs/*.log >&2 2>/dev/null || true
-    delete_cluster 2>/dev/null || true
-    exit 1
-  fi
-  fingerprint >"$cluster_dir/ucloud.fingerprint"
+  log "kwokctl --name $cluster --config $stages create cluster ${args[*]@Q}"
   # A symlink: always kwokctl's current file, and dangling (visible) once the cluster is gone.
   ln -sfn "$cluster_dir/kubeconfig.yaml" "$kubeconfig"
+  # kwokctl picks "unused" ports by probing, so two clusters created at once can pick the same
+  # ones: creation is serialised across all cluster names, and retried once on a port clash.
+  exec 8>"$cache_root/kwokctl-create.lock"
+  flock -w 600 8 || die "another hack/cluster.sh holds $cache_root/kwokctl-create.lock"
+  for attempt in 1 2; do
+    # 8>&- 9>&-: the components kwokctl leaves running must not inherit (and hold) our locks.
+    # kwokctl exits 0 even when --wait runs out, so check the API server ourselves.
+    if kwokctl --name "$cluster" --config "$stages" create cluster "${args[@]}" >&2 8>&- 9>&- &&
+      [[ "$(kc --request-timeout=5s get --raw=/readyz 2>/dev/null)" == ok ]]; then
+      exec 8>&-
+      fingerprint >"$cluster_dir/ucloud.fingerprint"
+      return 0
+    fi
+    log "cluster $cluster did not come up; logs kept in $cache_root/failed-$cluster-logs; last lines:"
+    tail -n 5 "$cluster_dir"/logs/*.log >&2 2>/dev/null || true
+    rm -rf "$cache_root/failed-$cluster-logs"
+    cp -r "$cluster_dir/logs" "$cache_root/failed-$cluster-logs" 2>/dev/null || true
+    delete_cluster 2>/dev/null || rm -rf "$cluster_dir"
+    if ((attempt == 1)) && grep -qs "address already in use" "$cache_root/failed-$cluster-logs"/*.log; then
+      log "port clash, retrying"
+      continue
+    fi
+    break
+  done
+  rm -f "$kubeconfig"
+  die "could not create cluster $cluster"
 }
 
 up() {
@@ -182,6 +212,11 @@ up() {
     if healthy; then
       log "cluster $cluster is up"
       ln -sfn "$cluster_dir/kubeconfig.yaml" "$kubeconfig"
+      # Fast path: nothing to do if the nodes are there and Ready (e.g. not deleted by a test).
+      if nodes_ready; then
+        echo "$kubeconfig"
+        return
+      fi
     else
       log "recreating cluster $cluster"
       delete_cluster || rm -rf "$cluster_dir"

@@ -66,11 +66,14 @@ def load_client_config(pool_size: int) -> client.ApiClient:
 class KubeApi:
     """`JobApi` over the official client."""
 
-    def __init__(self, api_client: client.ApiClient, threads: int, instance: str) -> None:
+    def __init__(
+        self, api_client: client.ApiClient, threads: int, instance: str, timeout: float = 20.0
+    ) -> None:
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
         self._instance = instance
+        self._timeout = (5.0, timeout)  # connect, read: a stalled request must not pin a thread
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -138,7 +141,9 @@ class KubeApi:
         self, verb: str, resource: str, method: Callable[..., T], *args: Any, **kwargs: Any
     ) -> T:
         """Run a client call in the pool, retrying transient failures with jittered backoff."""
-        call = functools.partial(method, *args, _preload_content=False, **kwargs)
+        call = functools.partial(
+            method, *args, _preload_content=False, _request_timeout=self._timeout, **kwargs
+        )
         loop = asyncio.get_running_loop()
         for attempt, delay in enumerate((*_RETRY_DELAYS, None)):
             try:

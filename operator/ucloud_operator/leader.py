@@ -60,7 +60,9 @@ class LeaderElector:
         while True:
             try:
                 acquired = await self._try_acquire_or_renew()
-            except (ApiException, OSError) as error:
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # any failure is a failed renewal, never the end of the loop
                 logger.warning("lease %s/%s: %s", self._namespace, self._name, error)
                 acquired = False
             now = time.monotonic()
@@ -88,7 +90,7 @@ class LeaderElector:
                 await self._call(
                     self._api.replace_namespaced_lease, self._name, self._namespace, lease
                 )
-        except (ApiException, OSError) as error:
+        except Exception as error:  # best effort: the Lease runs out anyway
             logger.warning("could not release the lease: %s", error)
 
     async def _try_acquire_or_renew(self) -> bool:
@@ -145,4 +147,5 @@ class LeaderElector:
 
     async def _call(self, method: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(method, *args))
+        call = functools.partial(method, *args, _request_timeout=(5.0, self._timing.retry * 2))
+        return await loop.run_in_executor(self._pool, call)

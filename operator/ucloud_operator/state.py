@@ -117,7 +117,7 @@ def decide(job: Job, observed: Observed, now: datetime, settings: Settings) -> D
         or _ending(job, facts, now, settings)
         or _running_or_queued(job, facts)
     )
-    return _decision(job, facts, outcome, now)
+    return _decision(job, facts, _queued_first(job, facts, outcome), now)
 
 
 # --- the rules -------------------------------------------------------------------------------
@@ -261,6 +261,17 @@ def _queue_reason(facts: _Facts, counted: str) -> tuple[str, str]:
         if pod.waiting_reason in CONTAINER_CREATING | CONTAINER_CREATE_RETRYING:
             return Reason.CONTAINER_CREATING, f"{counted}; {pod.name}: {_waiting(pod)}"
     return Reason.WAITING_FOR_REPLICAS, counted
+
+
+def _queued_first(job: Job, facts: _Facts, outcome: Outcome) -> Outcome:
+    # Every job is IN_QUEUE first (JobState.md: "has been created"), even when the operator
+    # first sees it later (it was down, or could not write): the history then still starts
+    # there, and the real outcome follows at once. semantics.md is silent on this.
+    if job.status.state is not None or outcome.state is JobState.IN_QUEUE:
+        return outcome
+    replicas = job.spec.replicas if job.spec else 0
+    message = f"{facts.running}/{replicas} replicas running"
+    return Outcome(JobState.IN_QUEUE, Reason.WAITING_FOR_REPLICAS, message)
 
 
 # --- the facts the rules read ------------------------------------------------------------------

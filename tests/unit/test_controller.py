@@ -87,11 +87,13 @@ async def test_nothing_changed_nothing_written() -> None:
 async def test_a_refused_pod_fails_the_job_with_the_api_servers_message() -> None:
     world = World(job())
     world.api.refuse["sim-0"] = "exceeded quota: pods=1"
-    decision = await world.reconcile()
+    first = await world.reconcile()
+    assert first.status.state is JobState.IN_QUEUE  # every job is queued first
+    decision = await world.reconcile()  # requeued at once after the state change
     assert decision.status.state is JobState.FAILURE
     assert decision.status.reason == "PodCreationFailed"
     assert "exceeded quota" in decision.status.message
-    assert world.api.kinds().count("patch status") == 1
+    assert world.api.kinds().count("patch status") == 2
 
 
 async def test_a_transient_create_error_raises_for_a_retry_and_keeps_the_others() -> None:
@@ -108,12 +110,12 @@ async def test_a_transient_create_error_raises_for_a_retry_and_keeps_the_others(
 
 async def test_the_written_status_is_used_until_the_watch_catches_up() -> None:
     world = World(job(cancel=True))
-    first = await world.reconcile()  # CANCELING, while the watch still shows no status
-    assert first.status.state is JobState.CANCELING
-    second = await world.reconcile()
-    assert second.status.state is JobState.SUCCESS
+    # The watch never shows a status here: each pass must build on the one written before.
+    passes = [await world.reconcile() for _ in range(3)]
+    assert [p.status.state for p in passes] == [
+        JobState.IN_QUEUE, JobState.CANCELING, JobState.SUCCESS]
     states = [c[1]["state"] for c in world.api.calls if c[0] == "patch status"]
-    assert states == ["CANCELING", "SUCCESS"]
+    assert states == ["IN_QUEUE", "CANCELING", "SUCCESS"]
 
 
 async def test_the_final_state_is_written_before_pods_are_deleted_and_only_once() -> None:

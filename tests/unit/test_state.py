@@ -10,9 +10,10 @@ from ucloud_operator.jobs import read_job
 from ucloud_operator.models import MAX_UPDATES, JobState, Reason, StatusUpdate
 from ucloud_operator.state import INVALID_SPEC, Observed, Settings, decide
 
-from .builders import GRACE, NOW, after, in_state, job, pod, run
+from .builders import GRACE, NOW, after, in_state, job, pod, queued, run
 
 GRACE_S = GRACE.total_seconds()
+QUEUED = queued(job())  # a 1-replica job after its first pass: IN_QUEUE, pod 0 created
 
 # --- Rule 1: final is final ------------------------------------------------------------------
 
@@ -93,11 +94,14 @@ def test_rule_2_canceling_waits_while_a_pod_is_still_being_deleted() -> None:
 
 
 def test_rule_2_canceling_is_written_before_success_even_with_no_pod() -> None:
-    decision = run(job(cancel=True))  # a brand-new job, cancelled before any pod exists
-    assert decision.status.state is JobState.CANCELING
-    assert [u.state for u in decision.status.updates] == [JobState.CANCELING]
-    second = run(after(job(cancel=True), decision))
-    assert [u.state for u in second.status.updates] == [JobState.CANCELING, JobState.SUCCESS]
+    first = run(job(cancel=True))  # a brand-new job, cancelled before any pod exists
+    assert first.status.state is JobState.IN_QUEUE  # every job is queued first
+    assert first.create_ranks == ()  # but no pod is created for a cancelled job
+    second = run(after(job(cancel=True), first))
+    assert second.status.state is JobState.CANCELING
+    third = run(after(job(cancel=True), second))
+    assert [u.state for u in third.status.updates] == [
+        JobState.IN_QUEUE, JobState.CANCELING, JobState.SUCCESS]
 
 
 def test_rule_2_cancel_beats_a_platform_fault_in_the_same_observation() -> None:
@@ -120,7 +124,7 @@ def test_rule_2_canceling_never_expires_or_fails() -> None:
 
 
 def test_rule_3a_pod_creation_failed() -> None:
-    decision = run(job(), refused={0: 'pods "sim-0" is forbidden: exceeded quota'})
+    decision = run(QUEUED, refused={0: 'pods "sim-0" is forbidden: exceeded quota'})
     assert decision.status.state is JobState.FAILURE
     assert decision.status.reason == Reason.POD_CREATION_FAILED
     assert "exceeded quota" in (decision.status.message or "")
@@ -129,56 +133,56 @@ def test_rule_3a_pod_creation_failed() -> None:
 
 def test_rule_3a_image_pull_failed_after_the_grace() -> None:
     late = pod(0).waiting("ImagePullBackOff", "Back-off pulling image").started(GRACE_S + 1)
-    decision = run(job(), late)
+    decision = run(QUEUED, late)
     assert decision.status.state is JobState.FAILURE
     assert decision.status.reason == Reason.IMAGE_PULL_FAILED
 
 
 def test_rule_3a_image_pull_failing_within_the_grace_is_still_queued() -> None:
     early = pod(0).waiting("ErrImagePull", "not found").started(GRACE_S - 30)
-    decision = run(job(), early)
+    decision = run(QUEUED, early)
     assert decision.status.state is JobState.IN_QUEUE
     assert decision.status.reason == Reason.IMAGE_PULLING
     assert decision.recheck_at == NOW + timedelta(seconds=30)
 
 
 def test_rule_3a_invalid_image_name_fails_at_once() -> None:
-    decision = run(job(), pod(0).waiting("InvalidImageName").started(1))
+    decision = run(QUEUED, pod(0).waiting("InvalidImageName").started(1))
     assert decision.status.reason == Reason.IMAGE_PULL_FAILED
 
 
 def test_rule_3a_image_pull_grace_is_a_setting() -> None:
     early = pod(0).waiting("ErrImagePull").started(10)
-    decision = run(job(), early, settings=Settings(image_pull_grace=timedelta(seconds=5)))
+    decision = run(QUEUED, early, settings=Settings(image_pull_grace=timedelta(seconds=5)))
     assert decision.status.reason == Reason.IMAGE_PULL_FAILED
 
 
 @pytest.mark.parametrize("waiting", ["CreateContainerConfigError", "CreateContainerError"])
 def test_rule_3a_container_create_failed_after_the_grace(waiting: str) -> None:
-    decision = run(job(), pod(0).waiting(waiting, 'secret "x" not found').started(GRACE_S))
+    decision = run(QUEUED, pod(0).waiting(waiting, 'secret "x" not found').started(GRACE_S))
     assert decision.status.state is JobState.FAILURE
     assert decision.status.reason == Reason.CONTAINER_CREATE_FAILED
 
 
 def test_rule_3a_container_create_error_within_the_grace_is_container_creating() -> None:
-    decision = run(job(), pod(0).waiting("CreateContainerConfigError").started(5))
+    decision = run(QUEUED, pod(0).waiting("CreateContainerConfigError").started(5))
     assert decision.status.state is JobState.IN_QUEUE
     assert decision.status.reason == Reason.CONTAINER_CREATING
 
 
 def test_rule_3a_evicted_by_status_reason() -> None:
-    decision = run(job(), pod(0).evicted())
+    decision = run(QUEUED, pod(0).evicted())
     assert decision.status.state is JobState.FAILURE
     assert decision.status.reason == Reason.EVICTED
 
 
 def test_rule_3a_evicted_by_disruption_target_condition() -> None:
-    decision = run(job(), pod(0).disrupted())
+    decision = run(QUEUED, pod(0).disrupted())
     assert decision.status.reason == Reason.EVICTED
 
 
 def test_rule_3a_node_lost_by_status_reason() -> None:
-    decision = run(job(), pod(0).node_lost())
+    decision = run(QUEUED, pod(0).node_lost())
     assert decision.status.state is JobState.FAILURE
     assert decision.status.reason == Reason.NODE_LOST
 
@@ -186,11 +190,11 @@ def test_rule_3a_node_lost_by_status_reason() -> None:
 def test_rule_3a_node_lost_by_phase_unknown() -> None:
     lost = pod(0).running()
     lost.status["phase"] = "Unknown"
-    assert run(job(), lost).status.reason == Reason.NODE_LOST
+    assert run(QUEUED, lost).status.reason == Reason.NODE_LOST
 
 
 def test_rule_3a_kubelet_rejected_before_any_container_ran() -> None:
-    decision = run(job(), pod(0).rejected("OutOfcpu"))
+    decision = run(QUEUED, pod(0).rejected("OutOfcpu"))
     assert decision.status.state is JobState.FAILURE
     assert decision.status.reason == Reason.KUBELET_REJECTED
     assert "OutOfcpu" in (decision.status.message or "")
@@ -231,7 +235,7 @@ def test_rule_3a_a_created_pod_not_yet_seen_is_not_lost() -> None:
     ids=["privileged", "hostPath", "hostNetwork", "hostPID", "hostIPC", "privileged init"],
 )
 def test_rule_3a_template_not_allowed(template_spec: dict[str, object]) -> None:
-    decision = run(job(template_spec=template_spec))
+    decision = run(queued(job(template_spec=template_spec)))
     assert decision.status.state is JobState.FAILURE
     assert decision.status.reason == Reason.TEMPLATE_NOT_ALLOWED
     assert decision.create_ranks == ()  # no pod is created
@@ -249,7 +253,7 @@ def test_rule_3a_template_policy_is_a_setting() -> None:
 def test_rule_3a_unreadable_spec_fails_with_invalid_spec() -> None:
     broken = read_job({"metadata": {"name": "sim", "namespace": "d", "uid": "u"},
                        "spec": {"replicas": "many", "template": {}}})
-    decision = run(broken)
+    decision = run(queued(broken))
     assert decision.status.state is JobState.FAILURE
     assert decision.status.reason == INVALID_SPEC
 
@@ -453,6 +457,23 @@ def test_rule_4_pods_of_an_earlier_job_with_the_same_name_are_not_counted() -> N
     decision = decide(ours, Observed(pods={}, creating=frozenset({0})), NOW, Settings())
     assert decision.status.state is JobState.IN_QUEUE
     assert stale.owner_uid == "an-earlier-uid"
+
+
+def test_every_job_is_in_queue_first_even_when_first_seen_finished() -> None:
+    decision = run(job(), pod(0).terminated(0))  # the operator was down the whole time
+    assert decision.status.state is JobState.IN_QUEUE
+    assert decision.delete_pods == ()
+    second = run(after(job(), decision), pod(0).terminated(0))
+    assert second.status.state is JobState.SUCCESS
+    assert [u.state for u in second.status.updates] == [JobState.IN_QUEUE, JobState.SUCCESS]
+
+
+def test_a_forbidden_template_is_queued_first_without_creating_pods() -> None:
+    privileged = {"containers": [{"name": "m", "image": "x",
+                                  "securityContext": {"privileged": True}}]}
+    first = run(job(template_spec=privileged))
+    assert first.status.state is JobState.IN_QUEUE and first.create_ranks == ()
+    assert first.status.replica_statuses == []
 
 
 # --- What every state change does ---------------------------------------------------------------

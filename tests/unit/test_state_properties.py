@@ -128,6 +128,13 @@ def test_a_final_state_never_changes(history: list[Step]) -> None:
 
 @EXAMPLES
 @given(histories())
+def test_every_job_starts_in_queue(history: list[Step]) -> None:
+    assert history[0].decision.status.state is JobState.IN_QUEUE
+    assert history[0].decision.status.updates[0].state is JobState.IN_QUEUE
+
+
+@EXAMPLES
+@given(histories())
 def test_canceling_only_ends_in_success(history: list[Step]) -> None:
     seen = states(history)
     for before, after in itertools.pairwise(seen):
@@ -157,7 +164,7 @@ def test_running_holds_exactly_when_every_replica_runs(history: list[Step]) -> N
             every_replica_runs
             and plainly_running
             and not step.job.spec.cancel
-            and previous in (None, JobState.IN_QUEUE, JobState.RUNNING)
+            and previous in (JobState.IN_QUEUE, JobState.RUNNING)
             and not expired
         ):
             assert status.state is JobState.RUNNING, (status.state, status.reason)

@@ -33,11 +33,13 @@ test-unit: $(BIN)/python ## unit tests (no cluster)
 control-plane: ## build etcd, kube-*, kwok, kubectl, helm from Go modules into the cache
 	hack/build-control-plane.sh
 
-test-integration: $(BIN)/python ## integration tests on the local control plane
-	$(BIN)/pytest tests/integration -q
+test-integration: $(BIN)/python ## integration and fast reliability tests on the local control plane
+	$(BIN)/pytest tests/integration tests/reliability -q
 
-test: lint $(BIN)/python ## everything CI runs: lint, unit and integration tests
-	$(BIN)/pytest tests -q
+# The e2e tier runs through `make e2e-local` (chart installed, operator as its ServiceAccount).
+test: lint chart-lint $(BIN)/python ## everything CI runs: lint, all test tiers, the chart end to end
+	$(BIN)/pytest tests/unit tests/integration tests/reliability -q
+	$(MAKE) e2e-local
 
 cluster: ## start the local control plane with 3 KWOK nodes; prints the kubeconfig
 	hack/cluster.sh up

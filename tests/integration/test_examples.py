@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import ROOT, Cluster, kubectl
+from tests.cluster import ROOT, Cluster, kubectl
 
 EXAMPLES = ROOT / "manifests" / "examples"
 INVALID = sorted((EXAMPLES / "invalid").glob("*.yaml"))

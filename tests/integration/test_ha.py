@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from .conftest import Cluster, OperatorProcess
-from .test_observability import get, metric
+from tests.cluster import Cluster, OperatorProcess
+from tests.integration.test_observability import get, metric
 
 TAKEOVER_BOUND = 15 + 2 + 10  # lease duration + one retry period + a pass, in seconds
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import urllib.request
 
-from .conftest import Cluster, OperatorProcess
+from tests.cluster import Cluster, OperatorProcess
 
 
 def get(url: str) -> tuple[int, str]:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from .conftest import Cluster, OperatorProcess
+from tests.cluster import Cluster, OperatorProcess
 
 
 @pytest.fixture

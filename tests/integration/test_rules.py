@@ -6,7 +6,7 @@ import time
 
 from kubernetes import client
 
-from .conftest import IMAGE_PULL_GRACE, Cluster, kubectl
+from tests.cluster import IMAGE_PULL_GRACE, Cluster, kubectl
 
 # Annotations read by the KWOK stages of hack/kwok-stages.yaml.
 EXIT = "ucloud.dk/test-exit-code"

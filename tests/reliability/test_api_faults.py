@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, watch
 
-from tests.integration.conftest import Cluster, OperatorProcess
+from tests.cluster import Cluster, OperatorProcess
 
 from .faultproxy import FaultProxy
 
@@ -32,11 +32,18 @@ class PodCreations:
 
     def _run(self, api_client: client.ApiClient, namespace: str) -> None:
         core = client.CoreV1Api(api_client)
-        for event in self._watch.stream(core.list_namespaced_pod, namespace, timeout_seconds=600):
-            pod = event["object"]
-            self.uids[pod.metadata.name].add(pod.metadata.uid)
+        self._stopped = False
+        while not self._stopped:  # a watch that ends is resumed: the test must see every pod
+            try:
+                for event in self._watch.stream(core.list_namespaced_pod, namespace,
+                                                timeout_seconds=60):
+                    pod = event["object"]
+                    self.uids[pod.metadata.name].add(pod.metadata.uid)
+            except Exception:  # a cut stream: the next listing sees every pod again
+                continue
 
     def stop(self) -> None:
+        self._stopped = True
         self._watch.stop()
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from tests.integration.conftest import GROUP, PLURAL, VERSION, Cluster, OperatorProcess
+from tests.cluster import GROUP, PLURAL, VERSION, Cluster, OperatorProcess
 
 BASE: dict[str, Any] = {
     "apiVersion": f"{GROUP}/{VERSION}",

@@ -3,7 +3,7 @@ operator's own pod policy refuses privileged templates where no admission policy
 
 from __future__ import annotations
 
-from tests.integration.conftest import Cluster
+from tests.cluster import Cluster
 
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted",
               "pod-security.kubernetes.io/enforce-version": "latest"}

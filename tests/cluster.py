@@ -1,4 +1,4 @@
-"""One local control plane per test run, the operator as a real process, a namespace per test.
+"""What cluster tests use: the operator as a real process, and a namespace to act in.
 
 The cluster comes from `hack/cluster.sh up` (kwokctl, binary runtime, KWOK fake nodes), or from
 UCLOUD_TEST_KUBECONFIG when set. KWOK plays the kubelet, driven by annotations on the pod
@@ -15,62 +15,19 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "ucloud.dk", "v1", "ucloudjobs"
 IMAGE_PULL_GRACE = 3  # seconds: the operator runs with a short grace so tests stay quick
 T = TypeVar("T")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/integration" in str(item.fspath):
-            item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture(scope="session")
-def kubeconfig() -> str:
-    given = os.environ.get("UCLOUD_TEST_KUBECONFIG")
-    if given:
-        return given
-    out = subprocess.run(
-        ["bash", str(ROOT / "hack" / "cluster.sh"), "up"],
-        check=True, stdout=subprocess.PIPE, text=True,
-    ).stdout
-    return out.strip().splitlines()[-1]
-
-
-@pytest.fixture(scope="session")
-def kubectl_bin(kubeconfig: str) -> str:
-    out = subprocess.run(
-        ["bash", str(ROOT / "hack" / "build-control-plane.sh")],
-        check=True, stdout=subprocess.PIPE, text=True,
-    ).stdout
-    return str(Path(out.strip().splitlines()[-1]) / "kubectl")
-
-
-@pytest.fixture(scope="session")
-def api_client(kubeconfig: str) -> client.ApiClient:
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    return client.ApiClient(configuration)
-
-
-@pytest.fixture(scope="session")
-def crd_installed(kubectl_bin: str, kubeconfig: str) -> None:
-    kubectl(kubectl_bin, kubeconfig, "apply", "--server-side", "--force-conflicts",
-            "-f", str(ROOT / "manifests" / "crd.yaml"))
-    kubectl(kubectl_bin, kubeconfig, "wait", "--for=condition=Established",
-            "crd/ucloudjobs.ucloud.dk", "--timeout=30s")
 
 
 def kubectl(binary: str, kubeconfig: str, *args: str, check: bool = True,
@@ -125,18 +82,6 @@ class OperatorProcess:
         if not self.log_path.exists():
             return "(no operator log)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-@pytest.fixture(scope="session")
-def operator(kubeconfig: str, crd_installed: None, tmp_path_factory: pytest.TempPathFactory) -> (
-    Iterator[OperatorProcess]
-):
-    artifacts = Path(os.environ.get("UCLOUD_ARTIFACTS", tmp_path_factory.mktemp("operator")))
-    artifacts.mkdir(parents=True, exist_ok=True)
-    process = OperatorProcess(kubeconfig, artifacts / "operator.log")
-    process.start()
-    yield process
-    process.kill(signal.SIGTERM)
 
 
 class Cluster:
@@ -245,22 +190,3 @@ class Cluster:
             pods = [p for p in self.pods(name) if phase is None or p.status.phase == phase]
             return pods if len(pods) == count else None
         return self.wait_for(name, f"{count} pods {phase or ''}", enough, timeout)
-
-
-@pytest.fixture
-def cluster(api_client: client.ApiClient, operator: OperatorProcess,
-            request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    core = client.CoreV1Api(api_client)
-    name = f"t-{request.node.name[:40].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
-    name = "".join(c if c.isalnum() or c == "-" else "-" for c in name)
-    core.create_namespace({"metadata": {"name": name}})
-    # The ServiceAccount controller makes "default"; pods cannot be created before it exists.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            core.read_namespaced_service_account("default", name)
-            break
-        except ApiException:
-            time.sleep(0.1)
-    yield Cluster(api_client, name, operator)
-    core.delete_namespace(name)

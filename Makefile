@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export UCLOUD_CLUSTER ?= ucloud
 
-.PHONY: help venv crd lint test test-unit test-integration control-plane cluster cluster-down \
+.PHONY: help venv crd lint soak test test-unit test-integration control-plane cluster cluster-down \
         run demo clean
 
 help: ## list the targets
@@ -26,6 +26,10 @@ lint: $(BIN)/python ## ruff and mypy
 	$(BIN)/ruff check operator tests
 	$(BIN)/ruff format --check operator
 	$(BIN)/mypy
+
+soak: $(BIN)/python ## the long reliability runs: 200 jobs under random SIGKILLs, control-plane restart
+	UCLOUD_CLUSTER=$${SOAK_CLUSTER:-soak} UCLOUD_CRASH_JOBS=200 UCLOUD_CRASH_KILLS=8 \
+	  $(BIN)/pytest tests/reliability/test_crash.py tests/soak -q -s
 
 test-unit: $(BIN)/python ## unit tests (no cluster)
 	$(BIN)/pytest tests/unit -q

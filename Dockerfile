@@ -7,6 +7,9 @@
 #
 # BASE_IMAGE is the public slim Python 3.11 image by default; pin it by digest for releases:
 #   docker build --build-arg BASE_IMAGE=python:3.11-slim@sha256:<digest> .
+# Any Python >= 3.11 base with `python3` on PATH and the venv module works: hack/base-image.sh
+# makes one from Debian's packages (python3 in /usr/bin, no pip) where no registry is reachable,
+# and `make image` (hack/image.sh) uses it there. Hence `python3`, never `python`, below.
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS builder
@@ -14,11 +17,11 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
-RUN python -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 # Dependencies first (a layer that changes only with pyproject.toml): exactly the pinned
 # project.dependencies, without the dev extras.
 COPY pyproject.toml ./
-RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+RUN python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
         > requirements.txt \
  && /opt/venv/bin/pip install --require-virtualenv --requirement requirements.txt
 # The operator itself (README.md is the package's readme metadata).
@@ -41,8 +44,10 @@ LABEL org.opencontainers.image.title="ucloud-operator" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"
-# The runtime needs no package installer: drop the base image's own.
-RUN PIP_ROOT_USER_ACTION=ignore python -m pip uninstall --yes pip setuptools wheel
+# The runtime needs no package installer: drop the base image's own (a base without pip has none).
+RUN if python3 -m pip --version >/dev/null 2>&1; then \
+      PIP_ROOT_USER_ACTION=ignore python3 -m pip uninstall --yes pip setuptools wheel; \
+    fi
 COPY --from=builder /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

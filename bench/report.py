@@ -68,7 +68,7 @@ def plot(out: dict[str, Any], path: Path) -> Path:
 
 
 def _ms(value: float | None) -> str:
-    return "–" if value is None else f"{value * 1000:.0f}"
+    return "-" if value is None else f"{value * 1000:.0f}"
 
 
 def table(out: dict[str, Any]) -> str:
@@ -112,11 +112,11 @@ def table(out: dict[str, Any]) -> str:
                     f"{_ms(r['p99'])} / {_ms(r['max'])} | {_ms(c['p50'])} / {_ms(c['p95'])} / "
                     f"{_ms(c['p99'])} / {_ms(c['max'])} | {tp['jobs_per_second']} | "
                     f"{tp['transitions_per_second']} ({tp['peak_transitions_per_second_1s']}) | "
-                    f"{'–' if frac is None else f'{frac * 100:.0f} %'} | "
-                    f"{own if own is not None else '–'}"
+                    f"{'-' if frac is None else f'{frac * 100:.0f} %'} | "
+                    f"{own if own is not None else '-'}"
                     f"{f' ({minimum:g})' if minimum is not None else ''} / "
-                    f"{api.get('writes_per_job_all_clients', '–')} | "
-                    f"{proc.get('cpu_ms_per_job', '–')} | {proc.get('vm_hwm_mib', '–')} | "
+                    f"{api.get('writes_per_job_all_clients', '-')} | "
+                    f"{proc.get('cpu_ms_per_job', '-')} | {proc.get('vm_hwm_mib', '-')} | "
                     f"{_ms(stall.get('max_stall_upper_bound_seconds'))} |")
             lines.append("")
     res = out.get("resident")

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from kubernetes.client.exceptions import ApiException
+
 from .conftest import TIMEOUT, Jobs, Metrics, http_get, poll
 
 # KWOK: Running, then Succeeded with exit code 0 two seconds later. A real kubelet ignores the
@@ -93,3 +96,16 @@ def test_cancel_deletes_the_replicas(jobs: Jobs, job_name: str) -> None:
     assert states(status)[-2:] == ["CANCELING", "SUCCESS"], jobs.evidence(job_name)
     poll("the replica pod deleted", lambda: not jobs.pods(job_name),
          lambda: jobs.evidence(job_name))
+
+
+def test_admission_policy_refuses_a_privileged_template_at_apply_time(jobs: Jobs) -> None:
+    # The chart's ValidatingAdmissionPolicy answers before the operator ever sees the job.
+    privileged = {"containers": [{"name": "main", "image": "busybox",
+                                  "securityContext": {"privileged": True}}]}
+    body = {"apiVersion": "ucloud.dk/v1", "kind": "UCloudJob", "metadata": {"name": "root"},
+            "spec": {"template": {"spec": privileged}}}
+    with pytest.raises(ApiException) as refused:
+        jobs.custom.create_namespaced_custom_object("ucloud.dk", "v1", jobs.namespace,
+                                                    "ucloudjobs", body)
+    assert refused.value.status == 403
+    assert "privileged containers are not allowed" in refused.value.body

@@ -353,3 +353,20 @@ def test_ci_values_render_and_lint(helm: str, render: Render, values: str) -> No
 def test_ci_values_cover_the_three_modes() -> None:
     names = {p.name for p in (CHART / "ci").glob("*-values.yaml")}
     assert {"default-values.yaml", "namespaced-values.yaml", "no-crds-values.yaml"} <= names
+
+
+def test_admission_policy_refuses_what_the_pod_policy_refuses(render: Render) -> None:
+    docs = render()
+    policy = one(docs, "ValidatingAdmissionPolicy")
+    binding = one(docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    rules = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rules[0]["resources"] == ["ucloudjobs"] and rules[0]["apiGroups"] == ["ucloud.dk"]
+    messages = " ".join(v["message"] for v in policy["spec"]["validations"])
+    for refused in ("privileged", "hostPath", "hostNetwork", "hostPID", "hostIPC"):
+        assert refused in messages
+    off = render("--set", "admissionPolicy.enabled=false")
+    assert not kinds(off, "ValidatingAdmissionPolicy")
+    assert not kinds(off, "ValidatingAdmissionPolicyBinding")

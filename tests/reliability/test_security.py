@@ -38,3 +38,13 @@ def test_operator_policy_refuses_host_namespaces_and_host_path(cluster: Cluster)
     for name in ("hostnet", "hostpath"):
         cluster.wait_for_state(name, "FAILURE", "TemplateNotAllowed")
         assert cluster.pods(name) == []
+
+
+def test_nothing_secret_in_the_operator_log(cluster: Cluster) -> None:
+    cluster.create_job("logged", annotations={"ucloud.dk/test-exit-code": "0",
+                                              "ucloud.dk/test-exit-after": "1s"})
+    cluster.wait_for_state("logged", "SUCCESS")
+    log = cluster.operator.log_path.read_text(errors="replace")  # written at DEBUG level
+    assert "DEBUG" in log
+    for secret in ("BEGIN CERTIFICATE", "PRIVATE KEY", "eyJhbGci", "Bearer ", "client-key-data"):
+        assert secret not in log, f"{secret!r} found in the operator log"

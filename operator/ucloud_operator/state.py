@@ -332,6 +332,7 @@ def _decision(job: Job, facts: _Facts, outcome: Outcome, now: datetime) -> Decis
     previous = job.status
     now = now.replace(microsecond=0)
     entered = outcome.state is not previous.state
+    was_final = previous.state is not None and previous.state.is_final
     started_at = previous.started_at
     if started_at is None and outcome.state is JobState.RUNNING:
         started_at = now
@@ -344,7 +345,8 @@ def _decision(job: Job, facts: _Facts, outcome: Outcome, now: datetime) -> Decis
         # Pods this decision deletes no longer count as running.
         running_replicas=0 if outcome.delete_active else facts.running,
         started_at=started_at,
-        expires_at=_expires_at(job, started_at),
+        # A finished job's allocation is history: a later deadline edit does not move it.
+        expires_at=previous.expires_at if was_final else _expires_at(job, started_at),
         finished_at=(now if entered else previous.finished_at) if outcome.state.is_final else None,
         observed_generation=job.generation,
         conditions=_conditions(previous.conditions, outcome, job.generation, now),

@@ -42,6 +42,14 @@ def test_rule_1_final_state_never_changes_under_later_pod_events(state: JobState
         assert decision.create_ranks == ()
 
 
+def test_rule_1_a_deadline_edited_after_the_end_does_not_move_expires_at() -> None:
+    final = final_job(JobState.EXPIRED)
+    edited = job(replicas=2, deadline=7200, status=final.status, generation=2)
+    decision = run(edited, now=NOW + timedelta(hours=1))
+    assert decision.status.expires_at == final.status.expires_at
+    assert decision.status.state is JobState.EXPIRED
+
+
 def test_rule_1_final_state_deletes_leftover_pods() -> None:
     final = final_job(JobState.SUCCESS)
     decision = run(final, pod(0).terminated(0), pod(1).running())

@@ -345,7 +345,7 @@ class Phase:
                     operator.stop()
                 stop_process(watcher)
             self.tail.poll()
-            result = analysis.analyse(self.tail, self.n)
+            result = analysis.analyse(self.tail, self.n, args.run_seconds)
             for k, v in processes.items():
                 v["cpu_ms_per_job"] = round(1000 * v["cpu_seconds"] / self.n, 2)
             stall: dict[str, Any] = {}

@@ -177,7 +177,9 @@ def analyse(tail: Tail, expected: int, run_seconds: float = 0.0) -> dict[str, An
             # pipeline moved jobs through creation, RUNNING and completion.
             "jobs_per_second_net_of_run_time": (
                 round(len(finals) / (span - run_seconds), 2)
-                if span and span > run_seconds else None),
+                if span and span > run_seconds
+                else None
+            ),
             "transitions": len(transitions),
             "transitions_per_second": round(len(transitions) / tspan, 2) if tspan else None,
             "peak_transitions_per_second_1s": peak_rate([t / 1e9 for t in transitions]),

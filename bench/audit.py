@@ -59,7 +59,9 @@ def stamp(text: str) -> float:
 @dataclass
 class NamespaceAudit:
     end: float  # Unix time; requests after it (cleanup) are not counted
-    counts: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    counts: dict[str, dict[str, int]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(int))
+    )
     kwok_pod_status: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     parent_running: dict[str, float] = field(default_factory=dict)
     parent_final: dict[str, float] = field(default_factory=dict)
@@ -105,14 +107,17 @@ def scan(path: str, namespaces: Mapping[str, float], replicas: int) -> dict[str,
                 else:
                     if (status.get("ready") or 0) >= replicas:
                         audit.parent_running.setdefault(name, at)
-                    if any(c.get("type") == "Complete" and c.get("status") == "True"
-                           for c in status.get("conditions") or []):
+                    if any(
+                        c.get("type") == "Complete" and c.get("status") == "True"
+                        for c in status.get("conditions") or []
+                    ):
                         audit.parent_final.setdefault(name, at)
     return out
 
 
-def report(audit: NamespaceAudit, jobs: int, pod_job: Mapping[str, str], system: str,
-           replicas: int) -> dict[str, Any]:
+def report(
+    audit: NamespaceAudit, jobs: int, pod_job: Mapping[str, str], system: str, replicas: int
+) -> dict[str, Any]:
     """Per-job request counts and the audit-log latencies of one phase."""
     per_job: dict[str, dict[str, float]] = {}
     writes_by_client: dict[str, float] = {}
@@ -120,11 +125,13 @@ def report(audit: NamespaceAudit, jobs: int, pod_job: Mapping[str, str], system:
     total_writes = 0
     for client, counts in sorted(audit.counts.items()):
         per_job[client] = {k: round(v / jobs, 3) for k, v in sorted(counts.items())}
-        writes = sum(v for k, v in counts.items() if k.split(" ", 1)[0] in WRITE_VERBS
-                     and "(HTTP" not in k)
+        writes = sum(
+            v for k, v in counts.items() if k.split(" ", 1)[0] in WRITE_VERBS and "(HTTP" not in k
+        )
         writes_by_client[client] = round(writes / jobs, 3)
-        reads_by_client[client] = sum(v for k, v in counts.items()
-                                      if k.split(" ", 1)[0] in ("get", "list", "watch"))
+        reads_by_client[client] = sum(
+            v for k, v in counts.items() if k.split(" ", 1)[0] in ("get", "list", "watch")
+        )
         total_writes += writes
     # Server-side latencies: pods' first kwok status patch (Running) and their second (terminal).
     running_at: dict[str, list[float]] = defaultdict(list)

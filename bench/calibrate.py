@@ -56,7 +56,8 @@ async def calibrate(
             nonlocal counter
             counter += 1
             await client.request(
-                "PATCH", f"{path}/{name}/status",
+                "PATCH",
+                f"{path}/{name}/status",
                 {"status": {"message": f"calibration write {counter}"}},
                 content_type="application/merge-patch+json",
             )

@@ -10,6 +10,7 @@ taints, no resource requests in the benchmark's pods) and applies the UCloudJob 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import time
@@ -21,10 +22,17 @@ from kubeclient import Client
 
 ROOT = Path(__file__).resolve().parents[1]
 HACK = ROOT / "hack"
-CACHE = Path(os.environ.get("UCLOUD_CACHE") or
-             Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ucloud-operator")
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-              "kwok-controller")
+CACHE = Path(
+    os.environ.get("UCLOUD_CACHE")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ucloud-operator"
+)
+COMPONENTS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok-controller",
+)
 
 
 def cluster_dir(name: str) -> Path:
@@ -32,8 +40,12 @@ def cluster_dir(name: str) -> Path:
 
 
 def kwokctl_args(audit_log: Path, extra: dict[str, list[str]]) -> list[str]:
-    args = ["--kube-audit-policy", str(ROOT / "bench" / "audit-policy.yaml"),
-            "--extra-args", f"kube-apiserver=audit-log-path={audit_log}"]
+    args = [
+        "--kube-audit-policy",
+        str(ROOT / "bench" / "audit-policy.yaml"),
+        "--extra-args",
+        f"kube-apiserver=audit-log-path={audit_log}",
+    ]
     for component, flags in extra.items():
         for flag in flags:
             args += ["--extra-args", f"{component}={flag}"]
@@ -48,13 +60,22 @@ def up(name: str, audit_log: Path, extra: dict[str, list[str]], log: Path) -> st
     for word in [str(audit_log), str(ROOT)]:
         if any(c.isspace() for c in word):
             raise SystemExit(f"paths with spaces are not supported by UCLOUD_KWOKCTL_ARGS: {word}")
-    env = {**os.environ, "UCLOUD_CLUSTER": name,
-           "UCLOUD_KWOKCTL_ARGS": " ".join(kwokctl_args(audit_log, extra))}
+    env = {
+        **os.environ,
+        "UCLOUD_CLUSTER": name,
+        "UCLOUD_KWOKCTL_ARGS": " ".join(kwokctl_args(audit_log, extra)),
+    }
     env.pop("UCLOUD_AUDIT_LOG", None)
     env.pop("UCLOUD_NO_QPS_LIMITS", None)
     with log.open("ab") as out:
-        result = subprocess.run(["bash", str(HACK / "cluster.sh"), "up"], env=env,
-                                stdout=subprocess.PIPE, stderr=out, timeout=600, check=False)
+        result = subprocess.run(
+            ["bash", str(HACK / "cluster.sh"), "up"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=out,
+            timeout=600,
+            check=False,
+        )
     if result.returncode != 0:
         raise SystemExit(f"hack/cluster.sh up failed for {name}; see {log}")
     return result.stdout.decode().strip().splitlines()[-1]
@@ -66,18 +87,22 @@ def down(name: str, log: Path) -> None:
         return
     env = {**os.environ, "UCLOUD_CLUSTER": name}
     with log.open("ab") as out:
-        subprocess.run(["bash", str(HACK / "cluster.sh"), "down"], env=env, stdout=out,
-                       stderr=out, timeout=300, check=False)
+        subprocess.run(
+            ["bash", str(HACK / "cluster.sh"), "down"],
+            env=env,
+            stdout=out,
+            stderr=out,
+            timeout=300,
+            check=False,
+        )
 
 
 def component_pids(name: str) -> dict[str, int]:
     pids = {}
     for component in COMPONENTS:
         path = cluster_dir(name) / "pids" / f"{component}.pid"
-        try:
+        with contextlib.suppress(OSError, ValueError):
             pids[component] = int(path.read_text().strip())
-        except (OSError, ValueError):
-            pass
     return pids
 
 
@@ -90,24 +115,42 @@ def component_cmdlines(name: str) -> dict[str, str]:
             continue
         args = [a for a in raw.decode().split("\0") if a]
         # Only the flags that shape performance; paths and ports are noise.
-        out[component] = " ".join(
-            a for a in args[1:]
-            if a.startswith(("--kube-api-", "--max-", "--enable-priority", "--concurrent-",
-                             "--audit-log-path", "--node-lease"))
-        ) or "(defaults)"
+        out[component] = (
+            " ".join(
+                a
+                for a in args[1:]
+                if a.startswith(
+                    (
+                        "--kube-api-",
+                        "--max-",
+                        "--enable-priority",
+                        "--concurrent-",
+                        "--audit-log-path",
+                        "--node-lease",
+                    )
+                )
+            )
+            or "(defaults)"
+        )
     return out
 
 
 def node(name: str, pods: int) -> dict[str, Any]:
     capacity = {"cpu": "1k", "memory": "4Ti", "pods": str(pods)}
     return {
-        "apiVersion": "v1", "kind": "Node",
+        "apiVersion": "v1",
+        "kind": "Node",
         "metadata": {
             "name": name,
             "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-            "labels": {"kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name,
-                       "kubernetes.io/os": "linux", "kubernetes.io/role": "agent",
-                       "node-role.kubernetes.io/agent": "", "type": "kwok"},
+            "labels": {
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/role": "agent",
+                "node-role.kubernetes.io/agent": "",
+                "type": "kwok",
+            },
         },
         "spec": {},
         "status": {"allocatable": capacity, "capacity": capacity},
@@ -124,24 +167,33 @@ async def prepare(kubeconfig: str, nodes: int, node_pods: int) -> None:
         for name in node_names(nodes):
             await client.request("POST", "/api/v1/nodes", node(name, node_pods), ok=(201, 409))
         crd = yaml.safe_load((ROOT / "manifests" / "crd.yaml").read_text())
-        await client.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                             crd, ok=(201, 409))
+        await client.request(
+            "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd, ok=(201, 409)
+        )
         deadline = time.monotonic() + 120
         while True:
             listing = await client.get_json("/api/v1/nodes", {"labelSelector": "type=kwok"})
             ready = sum(
-                1 for item in listing["items"]
-                if item["metadata"]["name"].startswith("bench-node-") and any(
+                1
+                for item in listing["items"]
+                if item["metadata"]["name"].startswith("bench-node-")
+                and any(
                     c["type"] == "Ready" and c["status"] == "True"
-                    for c in item.get("status", {}).get("conditions") or [])
+                    for c in item.get("status", {}).get("conditions") or []
+                )
             )
             got = await client.get_json(
-                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/ucloudjobs.ucloud.dk")
-            established = any(c["type"] == "Established" and c["status"] == "True"
-                              for c in got.get("status", {}).get("conditions") or [])
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/ucloudjobs.ucloud.dk"
+            )
+            established = any(
+                c["type"] == "Established" and c["status"] == "True"
+                for c in got.get("status", {}).get("conditions") or []
+            )
             if ready >= nodes and established:
                 return
             if time.monotonic() > deadline:
-                raise SystemExit(f"bench nodes not Ready ({ready}/{nodes}) or CRD not "
-                                 f"established ({established}) after 120 s")
+                raise SystemExit(
+                    f"bench nodes not Ready ({ready}/{nodes}) or CRD not "
+                    f"established ({established}) after 120 s"
+                )
             await asyncio.sleep(0.5)

@@ -82,7 +82,9 @@ class Client:
 
     async def __aenter__(self) -> Client:
         connector = aiohttp.TCPConnector(
-            ssl=self.config.ssl, limit=self._pool, keepalive_timeout=300,
+            ssl=self.config.ssl,
+            limit=self._pool,
+            keepalive_timeout=300,
             enable_cleanup_closed=True,
         )
         self._session = aiohttp.ClientSession(
@@ -105,7 +107,7 @@ class Client:
         """Open `connections` keep-alive connections now (TLS handshakes out of any timed run)."""
         await asyncio.gather(*(self.request("GET", "/version") for _ in range(connections)))
 
-    async def request(
+    async def request(  # noqa: PLR0917
         self,
         method: str,
         path: str,
@@ -131,11 +133,18 @@ class Client:
         self, path: str, params: Mapping[str, str], timeout_seconds: int = 3600
     ) -> AsyncIterator[tuple[int, bytes]]:
         """Yield `(monotonic_ns at receipt, raw line)` for each watch event of one watch call."""
-        query = {**params, "watch": "1", "allowWatchBookmarks": "true",
-                 "timeoutSeconds": str(timeout_seconds)}
+        query = {
+            **params,
+            "watch": "1",
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
         async with self.session.get(
-            self.config.server + path, params=query,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_seconds + 30),
+            self.config.server + path,
+            params=query,
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=10, sock_read=timeout_seconds + 30
+            ),
         ) as response:
             if response.status != 200:
                 raise ApiError(response.status, await response.read(), f"WATCH {path}")

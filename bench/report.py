@@ -1,6 +1,6 @@
 """The plot and the Markdown table of a results file.
 
-    .venv/bin/python bench/report.py bench/results/latest.json   # re-draw latest.png / latest.md
+.venv/bin/python bench/report.py bench/results/latest.json   # re-draw latest.png / latest.md
 """
 
 from __future__ import annotations
@@ -26,16 +26,17 @@ def _series(scale: dict[str, Any]):  # type: ignore[no-untyped-def]
 
 
 def plot(out: dict[str, Any], path: Path) -> Path:
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 - only the plot needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415
 
     scales = out["scales"]
     fig, axes = plt.subplots(len(scales), 2, figsize=(13, 4.2 * len(scales)), squeeze=False)
     for row, scale in enumerate(scales):
-        for col, (key, title) in enumerate((("running", "RUNNING latency"),
-                                            ("completion", "completion latency"))):
+        for col, (key, title) in enumerate(
+            (("running", "RUNNING latency"), ("completion", "completion latency"))
+        ):
             ax = axes[row][col]
             for config, phase in _series(scale):
                 values = sorted(max(v, 1e-4) for v in phase["samples"][key])
@@ -43,14 +44,21 @@ def plot(out: dict[str, Any], path: Path) -> Path:
                     continue
                 ys = [(i + 1) / len(values) for i in range(len(values))]
                 lat = phase["latency_seconds"][key]
-                label = (f"{phase['system']} ({config}), {phase['regime']}: "
-                         f"p50 {lat['p50'] * 1000:.0f} ms, p99 {lat['p99'] * 1000:.0f} ms")
+                label = (
+                    f"{phase['system']} ({config}), {phase['regime']}: "
+                    f"p50 {lat['p50'] * 1000:.0f} ms, p99 {lat['p99'] * 1000:.0f} ms"
+                )
                 missing = phase["jobs_expected"] - len(values)
                 if missing:
                     label += f", {missing} not measured"
-                ax.step(values, ys, where="post", label=label,
-                        color=SERIES_STYLE.get((phase["system"], config), "grey"),
-                        linestyle="-" if phase["regime"] == "burst" else "--")
+                ax.step(
+                    values,
+                    ys,
+                    where="post",
+                    label=label,
+                    color=SERIES_STYLE.get((phase["system"], config), "grey"),
+                    linestyle="-" if phase["regime"] == "burst" else "--",
+                )
             ax.set_xscale("log")
             ax.set_xlim(1e-3, None)
             ax.set_ylim(0, 1.01)
@@ -59,8 +67,11 @@ def plot(out: dict[str, Any], path: Path) -> Path:
             ax.set_ylabel("fraction of jobs")
             ax.set_title(f"N = {scale['n']} x R = {scale['replicas']}: {title}")
             ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle("ucloud-operator vs the Job controller (kcm): cumulative latency distributions; "
-                 "solid = burst, dashed = paced", fontsize=11)
+    fig.suptitle(
+        "ucloud-operator vs the Job controller (kcm): cumulative latency distributions; "
+        "solid = burst, dashed = paced",
+        fontsize=11,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -76,8 +87,9 @@ def table(out: dict[str, Any]) -> str:
     lines = [
         f"Benchmark of {out['date']} on {m['cpus']} CPUs ({m['cpu_model']}), "
         f"{m['memory_gib']} GiB, Python {m['python']}; load at start {m['loadavg']}; "
-        f"Kubernetes {out['versions'].get('kube_version')}, kwok {out['versions'].get('kwok_version')}, "
-        f"kopf {out['versions'].get('kopf')}. Replica run time {out['settings']['run_seconds']:g} s. "
+        f"Kubernetes {out['versions'].get('kube_version')}, "
+        f"kwok {out['versions'].get('kwok_version')}, kopf {out['versions'].get('kopf')}. "
+        f"Replica run time {out['settings']['run_seconds']:g} s. "
         "Latencies in ms from watch-event receive times (audit-log cross-check in the JSON).",
         "",
     ]
@@ -89,12 +101,15 @@ def table(out: dict[str, Any]) -> str:
                 f"**N = {scale['n']}, R = {scale['replicas']}, kcm {config}** "
                 f"(kube-controller-manager: `{flags}`): C = "
                 f"{cal['ceiling_writes_per_second']:.0f} status patches/s; paced at "
-                f"{entry.get('pace_jobs_per_second')} jobs/s")
+                f"{entry.get('pace_jobs_per_second')} jobs/s"
+            )
             lines.append("")
-            lines.append("| system | regime | done | RUNNING p50 / p95 / p99 / max | "
-                         "completion p50 / p95 / p99 / max | jobs/s | transitions/s "
-                         "(peak) | % of bound | writes/job: own (min) / all | CPU ms/job | "
-                         "peak RSS MiB | stall ms |")
+            lines.append(
+                "| system | regime | done | RUNNING p50 / p95 / p99 / max | "
+                "completion p50 / p95 / p99 / max | jobs/s | transitions/s "
+                "(peak) | % of bound | writes/job: own (min) / all | CPU ms/job | "
+                "peak RSS MiB | stall ms |"
+            )
             lines.append("|" + "---|" * 12)
             for phase in entry.get("phases", {}).values():
                 r, c = phase["latency_seconds"]["running"], phase["latency_seconds"]["completion"]
@@ -117,7 +132,8 @@ def table(out: dict[str, Any]) -> str:
                     f"{f' ({minimum:g})' if minimum is not None else ''} / "
                     f"{api.get('writes_per_job_all_clients', '-')} | "
                     f"{proc.get('cpu_ms_per_job', '-')} | {proc.get('vm_hwm_mib', '-')} | "
-                    f"{_ms(stall.get('max_stall_upper_bound_seconds'))} |")
+                    f"{_ms(stall.get('max_stall_upper_bound_seconds'))} |"
+                )
             lines.append("")
     res = out.get("resident")
     if res:
@@ -125,7 +141,9 @@ def table(out: dict[str, Any]) -> str:
         lines.append(
             f"**Resident:** {res.get('running')}/{res['jobs']} UCloudJobs x {res['replicas']} "
             f"replicas RUNNING: operator peak RSS (VmHWM) {op.get('vm_hwm_mib')} MiB, "
-            f"longest stall <= {_ms((res.get('event_loop_stall') or {}).get('max_stall_upper_bound_seconds'))} ms.")
+            f"longest stall <= "
+            f"{_ms((res.get('event_loop_stall') or {}).get('max_stall_upper_bound_seconds'))} ms."
+        )
         lines.append("")
     for skipped in out.get("skipped", []):
         lines.append(f"Skipped N = {skipped['n']}: {skipped['reason']}.")
@@ -133,7 +151,8 @@ def table(out: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results" / "latest.json")
+    default = Path(__file__).parent / "results" / "latest.json"
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else default
     out = json.loads(path.read_text())
     png = plot(out, path.with_suffix(".png"))
     md = path.with_suffix(".md")

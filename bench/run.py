@@ -42,11 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import analysis
 import audit
-import cluster
+import profile_summary
 import report
 from calibrate import calibrate
 from kubeclient import BATCH, UCLOUDJOBS, ApiError, Client, core, group
 from procstat import Tracked, loadavg
+
+import cluster
 
 ROOT = cluster.ROOT
 BENCH = ROOT / "bench"
@@ -72,18 +74,32 @@ def pod_template(run_seconds: float, node_name: str | None = None) -> dict[str, 
     return {"metadata": {"annotations": annotations(run_seconds)}, "spec": spec}
 
 
-def ucloudjob(name: str, replicas: int, run_seconds: float,
-              node_name: str | None = None) -> dict[str, Any]:
-    return {"apiVersion": "ucloud.dk/v1", "kind": "UCloudJob", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "template": pod_template(run_seconds, node_name)}}
+def ucloudjob(
+    name: str, replicas: int, run_seconds: float, node_name: str | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "ucloud.dk/v1",
+        "kind": "UCloudJob",
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas, "template": pod_template(run_seconds, node_name)},
+    }
 
 
 def batch_job(name: str, replicas: int, run_seconds: float) -> dict[str, Any]:
     template = pod_template(run_seconds)
     template["spec"]["restartPolicy"] = "Never"
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-            "spec": {"parallelism": replicas, "completions": replicas,
-                     "completionMode": "Indexed", "backoffLimit": 0, "template": template}}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "parallelism": replicas,
+            "completions": replicas,
+            "completionMode": "Indexed",
+            "backoffLimit": 0,
+            "template": template,
+        },
+    }
 
 
 # ---------------------------------------------------------------- processes
@@ -116,13 +132,50 @@ async def wait_file(path: Path, proc: subprocess.Popen[bytes], seconds: float) -
 
 async def http_get(url: str, timeout: float = 5) -> tuple[int, str]:
     reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(*url.split("/")[2].split(":")), timeout)
+        asyncio.open_connection(*url.split("/")[2].split(":")), timeout
+    )
     path = "/" + url.split("/", 3)[3]
     writer.write(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
     data = await asyncio.wait_for(reader.read(), timeout)
     writer.close()
     head, _, body = data.decode(errors="replace").partition("\r\n\r\n")
     return int(head.split()[1]), body
+
+
+def start_profiler(pid: int, folder: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the operator (bench extra); None if py-spy is not installed."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        log("py-spy not found: no profile")
+        return None
+    return subprocess.Popen(
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "100",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--output",
+            str(folder / "operator-profile.txt"),
+        ],
+        stdout=(folder / "py-spy.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop_profiler(proc: subprocess.Popen[bytes] | None) -> None:
+    """py-spy writes its output when interrupted."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 class Operator:
@@ -132,13 +185,27 @@ class Operator:
         self.metrics_port, self.health_port = free_port(), free_port()
         env = {**os.environ, "KUBECONFIG": kubeconfig, "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(ROOT / "operator"), env.get("PYTHONPATH", "")) if p)
+            p for p in (str(ROOT / "operator"), env.get("PYTHONPATH", "")) if p
+        )
         self.log = log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ucloud_operator", "-n", namespace,
-             "--metrics-address", f"127.0.0.1:{self.metrics_port}",
-             "--health-address", f"127.0.0.1:{self.health_port}", *extra],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "ucloud_operator",
+                "-n",
+                namespace,
+                "--metrics-address",
+                f"127.0.0.1:{self.metrics_port}",
+                "--health-address",
+                f"127.0.0.1:{self.health_port}",
+                *extra,
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
         self.command = " ".join(["python -m ucloud_operator -n", namespace, *extra])
 
     @property
@@ -181,10 +248,16 @@ class Operator:
 
 # ---------------------------------------------------------------- phases
 async def create_namespace(client: Client, namespace: str) -> None:
-    await client.request("POST", "/api/v1/namespaces",
-                         {"apiVersion": "v1", "kind": "Namespace",
-                          "metadata": {"name": namespace, "labels": {"ucloud.dk/bench": "1"}}},
-                         ok=(201,))
+    await client.request(
+        "POST",
+        "/api/v1/namespaces",
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": {"ucloud.dk/bench": "1"}},
+        },
+        ok=(201,),
+    )
     deadline = time.monotonic() + 60
     while True:  # pods are refused until the namespace's default ServiceAccount exists
         with contextlib.suppress(ApiError):
@@ -201,8 +274,9 @@ async def delete_namespace(client: Client, namespace: str, seconds: float = 300)
     with contextlib.suppress(ApiError):
         await client.request("DELETE", group(BATCH, namespace, "jobs"), params=background)
     with contextlib.suppress(ApiError):
-        await client.request("DELETE", group(UCLOUDJOBS, namespace, "ucloudjobs"),
-                             params=background)
+        await client.request(
+            "DELETE", group(UCLOUDJOBS, namespace, "ucloudjobs"), params=background
+        )
     with contextlib.suppress(ApiError):
         await client.request("DELETE", core(namespace, "pods"), params={"gracePeriodSeconds": "0"})
     with contextlib.suppress(ApiError):
@@ -219,9 +293,18 @@ async def delete_namespace(client: Client, namespace: str, seconds: float = 300)
     return False
 
 
-async def submit(client: Client, namespace: str, system: str, n: int, replicas: int,
-                 run_seconds: float, pace: float | None, prefix: str = "j",
-                 node_names: list[str] | None = None, concurrency: int = 64) -> dict[str, Any]:
+async def submit(  # noqa: PLR0917
+    client: Client,
+    namespace: str,
+    system: str,
+    n: int,
+    replicas: int,
+    run_seconds: float,
+    pace: float | None,
+    prefix: str = "j",
+    node_names: list[str] | None = None,
+    concurrency: int = 64,
+) -> dict[str, Any]:
     """Create n jobs: all at once (pace None; `concurrency` requests in flight) or at `pace`/s."""
     if system == "operator":
         path = group(UCLOUDJOBS, namespace, "ucloudjobs")
@@ -233,8 +316,11 @@ async def submit(client: Client, namespace: str, system: str, n: int, replicas: 
     async def one(i: int) -> None:
         name = f"{prefix}-{i:05d}"
         node_name = node_names[i % len(node_names)] if node_names else None
-        body = (ucloudjob(name, replicas, run_seconds, node_name) if system == "operator"
-                else batch_job(name, replicas, run_seconds))
+        body = (
+            ucloudjob(name, replicas, run_seconds, node_name)
+            if system == "operator"
+            else batch_job(name, replicas, run_seconds)
+        )
         async with sem:
             for attempt in range(5):
                 try:
@@ -257,14 +343,27 @@ async def submit(client: Client, namespace: str, system: str, n: int, replicas: 
             tasks.append(asyncio.create_task(one(i)))
         await asyncio.gather(*tasks)
     elapsed = time.monotonic() - start
-    return {"jobs": n, "seconds": round(elapsed, 3),
-            "rate_per_second": round(n / elapsed, 2) if elapsed > 0 else None,
-            "target_rate_per_second": pace, "errors": len(errors), "error_samples": errors[:5]}
+    return {
+        "jobs": n,
+        "seconds": round(elapsed, 3),
+        "rate_per_second": round(n / elapsed, 2) if elapsed > 0 else None,
+        "target_rate_per_second": pace,
+        "errors": len(errors),
+        "error_samples": errors[:5],
+    }
 
 
 class Phase:
-    def __init__(self, bench: Bench, name: str, namespace: str, system: str, regime: str,
-                 n: int, pace: float | None) -> None:
+    def __init__(  # noqa: PLR0917
+        self,
+        bench: Bench,
+        name: str,
+        namespace: str,
+        system: str,
+        regime: str,
+        n: int,
+        pace: float | None,
+    ) -> None:
         self.bench, self.name, self.namespace = bench, name, namespace
         self.system, self.regime, self.n, self.pace = system, regime, n, pace
         self.dir = bench.artifacts / namespace
@@ -273,33 +372,58 @@ class Phase:
         self.result: dict[str, Any] = {}
         self.tail: analysis.Tail | None = None
 
-    async def run(self) -> dict[str, Any]:
+    async def run(self) -> dict[str, Any]:  # noqa: PLR0915
         b = self.bench
         args = b.args
         replicas = args.replicas
-        log(f"phase {self.namespace}: {self.n} x {replicas}, {self.regime}"
-            + (f" at {self.pace:.2f}/s" if self.pace else ""))
+        log(
+            f"phase {self.namespace}: {self.n} x {replicas}, {self.regime}"
+            + (f" at {self.pace:.2f}/s" if self.pace else "")
+        )
         async with Client(b.kubeconfig, "driver", pool=80, timeout=60) as client:
             await create_namespace(client, self.namespace)
             events = self.dir / "events.jsonl"
             ready = self.dir / "watcher.ready"
             watcher = subprocess.Popen(
-                [sys.executable, str(BENCH / "watcher.py"), "--kubeconfig", b.kubeconfig,
-                 "--namespace", self.namespace, "--out", str(events), "--ready", str(ready),
-                 "--max-seconds", str(self.timeout() + 600)],
-                stdout=subprocess.DEVNULL, stderr=(self.dir / "watcher.log").open("wb"))
+                [
+                    sys.executable,
+                    str(BENCH / "watcher.py"),
+                    "--kubeconfig",
+                    b.kubeconfig,
+                    "--namespace",
+                    self.namespace,
+                    "--out",
+                    str(events),
+                    "--ready",
+                    str(ready),
+                    "--max-seconds",
+                    str(self.timeout() + 600),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=(self.dir / "watcher.log").open("wb"),
+            )
             operator: Operator | None = None
             probe: subprocess.Popen[bytes] | None = None
+            profiler: subprocess.Popen[bytes] | None = None
             try:
                 await wait_file(ready, watcher, 60)
                 if self.system == "operator":
-                    operator = Operator(b.kubeconfig, self.namespace, self.dir / "operator.log",
-                                        args.operator_args)
+                    operator = Operator(
+                        b.kubeconfig, self.namespace, self.dir / "operator.log", args.operator_args
+                    )
                     await operator.ready()
                     probe = subprocess.Popen(
-                        [sys.executable, str(BENCH / "stallprobe.py"), "--url",
-                         operator.health_url, "--out", str(self.dir / "stall.json"),
-                         "--max-seconds", str(self.timeout() + 600)])
+                        [
+                            sys.executable,
+                            str(BENCH / "stallprobe.py"),
+                            "--url",
+                            operator.health_url,
+                            "--out",
+                            str(self.dir / "stall.json"),
+                            "--max-seconds",
+                            str(self.timeout() + 600),
+                        ]
+                    )
                 idle: dict[str, float] = {}
                 if operator is not None:
                     # The operator's CPU while nothing happens (its probes included).
@@ -311,6 +435,8 @@ class Phase:
                 tracked = {"watcher": Tracked(watcher.pid)}
                 if operator is not None:
                     tracked["operator"] = Tracked(operator.proc.pid)
+                    if args.profile_operator:
+                        profiler = start_profiler(operator.proc.pid, self.dir)
                 started = time.monotonic()
                 for component, pid in cluster.component_pids(b.cluster_name).items():
                     tracked[component] = Tracked(pid)
@@ -320,8 +446,16 @@ class Phase:
                 await client.warm(64)
                 self.tail = analysis.Tail(str(events), self.system, replicas)
                 submit_task = asyncio.create_task(
-                    submit(client, self.namespace, self.system, self.n, replicas,
-                           args.run_seconds, self.pace if self.regime == "paced" else None))
+                    submit(
+                        client,
+                        self.namespace,
+                        self.system,
+                        self.n,
+                        replicas,
+                        args.run_seconds,
+                        self.pace if self.regime == "paced" else None,
+                    )
+                )
                 timed_out = await self.wait_final(submit_task, tracked)
                 submitted = await submit_task
                 # Writes that follow the final state (leftover replicas deleted, the Job's
@@ -337,16 +471,18 @@ class Phase:
                     net = max(0.0, processes["operator"]["cpu_seconds"] - rate * elapsed)
                     processes["operator"]["idle_cpu_seconds_per_second"] = round(rate, 4)
                     processes["operator"]["cpu_ms_per_job_net_of_idle"] = round(
-                        1000 * net / self.n, 2)
+                        1000 * net / self.n, 2
+                    )
 
             finally:
+                stop_profiler(profiler)
                 stop_process(probe)
                 if operator is not None:
                     operator.stop()
                 stop_process(watcher)
             self.tail.poll()
             result = analysis.analyse(self.tail, self.n, args.run_seconds)
-            for k, v in processes.items():
+            for v in processes.values():
                 v["cpu_ms_per_job"] = round(1000 * v["cpu_seconds"] / self.n, 2)
             stall: dict[str, Any] = {}
             if (self.dir / "stall.json").exists():
@@ -356,21 +492,41 @@ class Phase:
                 stall["operator_metrics"] = loop_metrics
             self.result = {
                 "system": "operator" if self.system == "operator" else "job-controller",
-                "regime": self.regime, "n": self.n, "replicas": replicas,
-                "namespace": self.namespace, "timed_out": timed_out,
-                "timeout_seconds": self.timeout(), "submitted": submitted,
-                **result, "processes": processes, "measured_seconds": round(elapsed, 2),
-                "loadavg_start": load_start, "loadavg_end": load_end,
+                "regime": self.regime,
+                "n": self.n,
+                "replicas": replicas,
+                "namespace": self.namespace,
+                "timed_out": timed_out,
+                "timeout_seconds": self.timeout(),
+                "submitted": submitted,
+                **result,
+                "processes": processes,
+                "measured_seconds": round(elapsed, 2),
+                "loadavg_start": load_start,
+                "loadavg_end": load_end,
             }
             if operator is not None:
-                self.result["operator"] = {"command": operator.command, "metrics": metrics,
-                                           "event_loop_stall": stall}
+                self.result["operator"] = {
+                    "command": operator.command,
+                    "metrics": metrics,
+                    "event_loop_stall": stall,
+                }
+                if (self.dir / "operator-profile.txt").exists():
+                    self.result["operator"]["profile"] = {
+                        "method": "py-spy record --pid <operator> --rate 100 --nonblocking "
+                        "--format raw, over the timed part of the phase (adds its own CPU "
+                        "outside the operator; CPU figures of a profiled run are not comparable)",
+                        "file": str((self.dir / "operator-profile.txt").relative_to(ROOT)),
+                        **profile_summary.summarise(str(self.dir / "operator-profile.txt")),
+                    }
             await delete_namespace(client, self.namespace)
         lat = self.result["latency_seconds"]
-        log(f"phase {self.namespace}: finished {result['finished']}/{self.n}, RUNNING p50 "
+        log(
+            f"phase {self.namespace}: finished {result['finished']}/{self.n}, RUNNING p50 "
             f"{lat['running']['p50']} p99 {lat['running']['p99']}, completion p50 "
             f"{lat['completion']['p50']} p99 {lat['completion']['p99']}, "
-            f"{result['throughput']['jobs_per_second']} jobs/s")
+            f"{result['throughput']['jobs_per_second']} jobs/s"
+        )
         return self.result
 
     def timeout(self) -> float:
@@ -380,8 +536,7 @@ class Phase:
         # Generous: the Job controller with default client limits needs ~1 s per job.
         return 300 + self.bench.args.run_seconds + submit + 1.2 * self.n
 
-    async def wait_final(self, submit_task: asyncio.Task[Any],
-                         tracked: dict[str, Tracked]) -> bool:
+    async def wait_final(self, submit_task: asyncio.Task[Any], tracked: dict[str, Tracked]) -> bool:
         """Until every job is final (per the watcher's file), or the phase times out."""
         assert self.tail is not None
         deadline = time.monotonic() + self.timeout()
@@ -428,8 +583,9 @@ class Bench:
             self.cluster_name = f"{args.cluster_prefix}-{config}"
             audit_log = self.artifacts / f"audit-{n}-{config}.log"
             log(f"cluster {self.cluster_name} ({config}): starting")
-            self.kubeconfig = cluster.up(self.cluster_name, audit_log, extra,
-                                         self.artifacts / "cluster.log")
+            self.kubeconfig = cluster.up(
+                self.cluster_name, audit_log, extra, self.artifacts / "cluster.log"
+            )
             try:
                 await cluster.prepare(self.kubeconfig, args.nodes, args.node_pods)
                 entry: dict[str, Any] = {
@@ -448,8 +604,15 @@ class Bench:
                         if regime == "paced" and pace is None:
                             pace = self.choose_pace(ceiling, objects, audit_log)
                         ns = f"b{n}-{config[:3]}-{'op' if system == 'operator' else 'job'}-{regime}"
-                        phase = Phase(self, f"{system}/{regime}", ns, system, regime, n,
-                                      pace if regime == "paced" else None)
+                        phase = Phase(
+                            self,
+                            f"{system}/{regime}",
+                            ns,
+                            system,
+                            regime,
+                            n,
+                            pace if regime == "paced" else None,
+                        )
                         phases[f"{system}/{regime}"] = await phase.run()
                         ends[ns] = phase.end_wall
                         objects.append(phase)
@@ -473,11 +636,17 @@ class Bench:
         async with Client(self.kubeconfig, "driver", pool=8) as client:
             await create_namespace(client, ns)
             log("calibrating the status-patch ceiling C")
-            result = await calibrate(self.kubeconfig, ns, tuple(self.args.calibration_levels),
-                                     self.args.calibration_seconds)
+            result = await calibrate(
+                self.kubeconfig,
+                ns,
+                tuple(self.args.calibration_levels),
+                self.args.calibration_seconds,
+            )
             await delete_namespace(client, ns, 120)
-        log(f"C = {result['ceiling_writes_per_second']} status patches/s "
-            f"(at concurrency {result['ceiling_concurrency']})")
+        log(
+            f"C = {result['ceiling_writes_per_second']} status patches/s "
+            f"(at concurrency {result['ceiling_concurrency']})"
+        )
         return result
 
     def choose_pace(self, ceiling: float, done: list[Phase], audit_log: Path) -> float:
@@ -485,44 +654,61 @@ class Bench:
         writes_per_job = 30.0  # the reference's estimate, when no burst phase ran before
         ops = [p for p in done if p.system == "operator" and p.tail is not None]
         if ops:
-            scanned = audit.scan(str(audit_log), {ops[0].namespace: ops[0].end_wall},
-                                 self.args.replicas)
-            counted = audit.report(scanned[ops[0].namespace], ops[0].n,
-                                   analysis.pod_to_job(ops[0].tail), "operator",
-                                   self.args.replicas)
+            scanned = audit.scan(
+                str(audit_log), {ops[0].namespace: ops[0].end_wall}, self.args.replicas
+            )
+            counted = audit.report(
+                scanned[ops[0].namespace],
+                ops[0].n,
+                analysis.pod_to_job(ops[0].tail),
+                "operator",
+                self.args.replicas,
+            )
             writes_per_job = counted["writes_per_job_all_clients"] or writes_per_job
         sustainable = min(ceiling / writes_per_job, SCHEDULER_DEFAULT_QPS / self.args.replicas)
         pace = round(max(0.5, 0.5 * sustainable), 2)
-        log(f"pace: 0.5 x min(C {ceiling:.0f} / {writes_per_job:.1f} writes per job, "
-            f"{SCHEDULER_DEFAULT_QPS} binds/s / R) = {pace} jobs/s")
-        self.pace_basis = {"ceiling": ceiling, "writes_per_job": writes_per_job,
-                           "scheduler_binds_per_second": SCHEDULER_DEFAULT_QPS,
-                           "sustainable_jobs_per_second": round(sustainable, 2)}
+        log(
+            f"pace: 0.5 x min(C {ceiling:.0f} / {writes_per_job:.1f} writes per job, "
+            f"{SCHEDULER_DEFAULT_QPS} binds/s / R) = {pace} jobs/s"
+        )
+        self.pace_basis = {
+            "ceiling": ceiling,
+            "writes_per_job": writes_per_job,
+            "scheduler_binds_per_second": SCHEDULER_DEFAULT_QPS,
+            "sustainable_jobs_per_second": round(sustainable, 2),
+        }
         return pace
 
     def add_audit(self, audit_log: Path, phases: list[Phase], ceiling: float) -> None:
         if not phases:
             return
         log(f"reading the audit log ({audit_log.stat().st_size / 1e6:.0f} MB)")
-        scanned = audit.scan(str(audit_log), {p.namespace: p.end_wall for p in phases},
-                             self.args.replicas)
+        scanned = audit.scan(
+            str(audit_log), {p.namespace: p.end_wall for p in phases}, self.args.replicas
+        )
         for p in phases:
             assert p.tail is not None
-            counted = audit.report(scanned[p.namespace], p.n, analysis.pod_to_job(p.tail),
-                                   p.system, self.args.replicas)
+            counted = audit.report(
+                scanned[p.namespace], p.n, analysis.pod_to_job(p.tail), p.system, self.args.replicas
+            )
             api = p.result["api"] = counted
             writes = counted["writes_per_job_all_clients"]
             if p.system == "operator":
                 transitions = p.result["throughput"]["transitions"] / max(1, p.result["finished"])
                 api["operator_writes_per_job"] = counted["writes_per_job_by_client"].get(
-                    "operator", 0.0)
+                    "operator", 0.0
+                )
                 api["state_changes_per_job"] = round(transitions, 3)
                 api["operator_minimum_writes_per_job"] = round(
-                    self.args.replicas + (1 if self.args.replicas > 1 else 0)
-                    + MIN_WRITES_PER_STATE_CHANGE * transitions, 3)
+                    self.args.replicas
+                    + (1 if self.args.replicas > 1 else 0)
+                    + MIN_WRITES_PER_STATE_CHANGE * transitions,
+                    3,
+                )
             else:
                 api["job_controller_writes_per_job"] = counted["writes_per_job_by_client"].get(
-                    "job-controller", 0.0)
+                    "job-controller", 0.0
+                )
             if writes:
                 bound = ceiling / writes
                 jps = p.result["throughput"]["jobs_per_second"] or 0.0
@@ -533,7 +719,7 @@ class Bench:
                     "achieved_fraction": round(jps / bound, 3) if bound else None,
                 }
 
-    async def resident(self) -> dict[str, Any]:
+    async def resident(self) -> dict[str, Any]:  # noqa: PLR0915
         """--resident UCloudJobs that stay RUNNING: the operator's memory at that size."""
         args = self.args
         n, ns = args.resident, "bench-resident"
@@ -546,28 +732,60 @@ class Bench:
             events = workdir / "events.jsonl"
             ready = workdir / "watcher.ready"
             watcher = subprocess.Popen(
-                [sys.executable, str(BENCH / "watcher.py"), "--kubeconfig", self.kubeconfig,
-                 "--namespace", ns, "--out", str(events), "--ready", str(ready),
-                 "--max-seconds", str(args.resident_timeout + 600)],
-                stdout=subprocess.DEVNULL, stderr=(workdir / "watcher.log").open("wb"))
+                [
+                    sys.executable,
+                    str(BENCH / "watcher.py"),
+                    "--kubeconfig",
+                    self.kubeconfig,
+                    "--namespace",
+                    ns,
+                    "--out",
+                    str(events),
+                    "--ready",
+                    str(ready),
+                    "--max-seconds",
+                    str(args.resident_timeout + 600),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=(workdir / "watcher.log").open("wb"),
+            )
             operator: Operator | None = None
             probe: subprocess.Popen[bytes] | None = None
             try:
                 await wait_file(ready, watcher, 60)
-                operator = Operator(self.kubeconfig, ns, workdir / "operator.log",
-                                    args.operator_args)
+                operator = Operator(
+                    self.kubeconfig, ns, workdir / "operator.log", args.operator_args
+                )
                 await operator.ready()
                 probe = subprocess.Popen(
-                    [sys.executable, str(BENCH / "stallprobe.py"), "--url", operator.health_url,
-                     "--out", str(workdir / "stall.json"),
-                     "--max-seconds", str(args.resident_timeout + 600)])
+                    [
+                        sys.executable,
+                        str(BENCH / "stallprobe.py"),
+                        "--url",
+                        operator.health_url,
+                        "--out",
+                        str(workdir / "stall.json"),
+                        "--max-seconds",
+                        str(args.resident_timeout + 600),
+                    ]
+                )
                 tracked = Tracked(operator.proc.pid)
                 tracked.start()
                 tail = analysis.Tail(str(events), "operator", args.replicas)
                 nodes = cluster.node_names(args.nodes)
                 submit_task = asyncio.create_task(
-                    submit(client, ns, "operator", n, args.replicas, 0, None, prefix="r",
-                           node_names=nodes))
+                    submit(
+                        client,
+                        ns,
+                        "operator",
+                        n,
+                        args.replicas,
+                        0,
+                        None,
+                        prefix="r",
+                        node_names=nodes,
+                    )
+                )
                 growth: list[dict[str, Any]] = []
                 deadline = time.monotonic() + args.resident_timeout
                 start = time.monotonic()
@@ -577,9 +795,14 @@ class Bench:
                     tail.poll()
                     tracked.sample()
                     running = sum(1 for t in tail.jobs.values() if t.last_state == "RUNNING")
-                    growth.append({"t": round(time.monotonic() - start, 1),
-                                   "jobs_seen": len(tail.jobs), "running": running,
-                                   "rss_mib": round(tracked.peak_rss_kib / 1024, 1)})
+                    growth.append(
+                        {
+                            "t": round(time.monotonic() - start, 1),
+                            "jobs_seen": len(tail.jobs),
+                            "running": running,
+                            "rss_mib": round(tracked.peak_rss_kib / 1024, 1),
+                        }
+                    )
                     if running >= n and submit_task.done():
                         break
                 out["submitted"] = await submit_task
@@ -597,12 +820,16 @@ class Bench:
                 stop_process(watcher)
             if (workdir / "stall.json").exists():
                 out["event_loop_stall"] = json.loads((workdir / "stall.json").read_text())
-            out["method"] = ("pods pinned to the bench nodes by nodeName (the scheduler is "
-                             "bypassed: only memory is measured), no exit annotation (replicas "
-                             "stay Running); RSS from /proc/<pid>/status")
+            out["method"] = (
+                "pods pinned to the bench nodes by nodeName (the scheduler is "
+                "bypassed: only memory is measured), no exit annotation (replicas "
+                "stay Running); RSS from /proc/<pid>/status"
+            )
             await delete_namespace(client, ns, 600)
-        log(f"resident: {out.get('running')}/{n} RUNNING, operator peak RSS "
-            f"{out.get('operator', {}).get('vm_hwm_mib')} MiB")
+        log(
+            f"resident: {out.get('running')}/{n} RUNNING, operator peak RSS "
+            f"{out.get('operator', {}).get('vm_hwm_mib')} MiB"
+        )
         return out
 
 
@@ -616,9 +843,14 @@ def machine() -> dict[str, Any]:
     mem = 0
     with contextlib.suppress(OSError):
         mem = int(Path("/proc/meminfo").read_text().split()[1])
-    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_gib": round(mem / 2**20, 1),
-            "kernel": platform.release(), "python": platform.python_version(),
-            "loadavg": loadavg()}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(mem / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg": loadavg(),
+    }
 
 
 def versions() -> dict[str, Any]:
@@ -629,7 +861,8 @@ def versions() -> dict[str, Any]:
             if m:
                 out[m.group(1).lower()] = m.group(2)
     with contextlib.suppress(Exception):
-        import importlib.metadata as md
+        import importlib.metadata as md  # noqa: PLC0415
+
         for pkg in ("kopf", "kubernetes", "aiohttp", "pydantic"):
             out[pkg] = md.version(pkg)
     return out
@@ -637,10 +870,14 @@ def versions() -> dict[str, Any]:
 
 def git_info() -> dict[str, Any]:
     def run(*cmd: str) -> str:
-        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                              check=False).stdout.strip()
-    return {"commit": run("git", "rev-parse", "HEAD"),
-            "operator_dirty": bool(run("git", "status", "--porcelain", "--", "operator"))}
+        return subprocess.run(
+            cmd, cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    return {
+        "commit": run("git", "rev-parse", "HEAD"),
+        "operator_dirty": bool(run("git", "status", "--porcelain", "--", "operator")),
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -650,51 +887,111 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     def words(text: str) -> list[str]:
         return [x for x in text.split(",") if x]
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--scales", type=ints, default=[100, 1000, 5000], help="values of N")
     p.add_argument("--replicas", type=int, default=4, help="R: replicas (pods) per job")
-    p.add_argument("--systems", type=words, default=["operator", "jobs"],
-                   help="operator (UCloudJobs), jobs (batch/v1 Jobs, kcm's Job controller)")
-    p.add_argument("--regimes", type=words, default=["burst", "paced"],
-                   help="burst: all N at once; paced: a steady rate (see --pace)")
-    p.add_argument("--configs", type=words, default=["defaults", "lifted"],
-                   help="kube-controller-manager client limits: defaults, lifted")
-    p.add_argument("--lifted-kcm-flags", type=words,
-                   default=["kube-api-qps=5000", "kube-api-burst=10000"],
-                   help="kcm flags (key=value) of the lifted configuration")
-    p.add_argument("--lifted-scheduler-flags", type=words, default=[],
-                   help="kube-scheduler flags of the lifted configuration (none: its defaults)")
-    p.add_argument("--pace", type=float, default=None,
-                   help="paced arrival rate, jobs/s; default: 0.5 x the sustainable rate "
-                   "min(C / writes per job, 50 binds/s / R), W measured in the burst phase")
-    p.add_argument("--run-seconds", type=float, default=30,
-                   help="replica run time (KWOK exit-after): Running -> Succeeded")
-    p.add_argument("--resident", type=int, default=10000,
-                   help="UCloudJobs kept Running for the memory figure (0: skip); run once, "
-                   "after the largest scale, in the first configuration")
+    p.add_argument(
+        "--systems",
+        type=words,
+        default=["operator", "jobs"],
+        help="operator (UCloudJobs), jobs (batch/v1 Jobs, kcm's Job controller)",
+    )
+    p.add_argument(
+        "--regimes",
+        type=words,
+        default=["burst", "paced"],
+        help="burst: all N at once; paced: a steady rate (see --pace)",
+    )
+    p.add_argument(
+        "--configs",
+        type=words,
+        default=["defaults", "lifted"],
+        help="kube-controller-manager client limits: defaults, lifted",
+    )
+    p.add_argument(
+        "--lifted-kcm-flags",
+        type=words,
+        default=["kube-api-qps=5000", "kube-api-burst=10000"],
+        help="kcm flags (key=value) of the lifted configuration",
+    )
+    p.add_argument(
+        "--lifted-scheduler-flags",
+        type=words,
+        default=[],
+        help="kube-scheduler flags of the lifted configuration (none: its defaults)",
+    )
+    p.add_argument(
+        "--pace",
+        type=float,
+        default=None,
+        help="paced arrival rate, jobs/s; default: 0.5 x the sustainable rate "
+        "min(C / writes per job, 50 binds/s / R), W measured in the burst phase",
+    )
+    p.add_argument(
+        "--run-seconds",
+        type=float,
+        default=30,
+        help="replica run time (KWOK exit-after): Running -> Succeeded",
+    )
+    p.add_argument(
+        "--resident",
+        type=int,
+        default=10000,
+        help="UCloudJobs kept Running for the memory figure (0: skip); run once, "
+        "after the largest scale, in the first configuration",
+    )
     p.add_argument("--resident-timeout", type=float, default=1800)
     p.add_argument("--resident-settle", type=float, default=20)
     p.add_argument("--nodes", type=int, default=20, help="extra KWOK nodes")
     p.add_argument("--node-pods", type=int, default=2500, help="pods capacity of each node")
     p.add_argument("--calibration-levels", type=ints, default=[1, 2, 4, 8, 16, 32, 64])
     p.add_argument("--calibration-seconds", type=float, default=3)
-    p.add_argument("--settle-seconds", type=float, default=3,
-                   help="wait after the last job is final before the phase ends (audit window)")
-    p.add_argument("--idle-seconds", type=float, default=3,
-                   help="the operator's idle CPU is sampled this long before each phase")
-    p.add_argument("--phase-timeout", type=float, default=None,
-                   help="seconds per phase; default 300 + run time + submission + 1.2 s x N")
-    p.add_argument("--operator-args", type=lambda s: s.split(), default=[],
-                   help="extra operator flags, space-separated")
-    p.add_argument("--max-load", type=float, default=1.5,
-                   help="scales N >= 1000 wait (up to --load-wait s) for the 1-min load below this")
+    p.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=3,
+        help="wait after the last job is final before the phase ends (audit window)",
+    )
+    p.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=3,
+        help="the operator's idle CPU is sampled this long before each phase",
+    )
+    p.add_argument(
+        "--phase-timeout",
+        type=float,
+        default=None,
+        help="seconds per phase; default 300 + run time + submission + 1.2 s x N",
+    )
+    p.add_argument(
+        "--operator-args",
+        type=lambda s: s.split(),
+        default=[],
+        help="extra operator flags, space-separated",
+    )
+    p.add_argument(
+        "--max-load",
+        type=float,
+        default=1.5,
+        help="scales N >= 1000 wait (up to --load-wait s) for the 1-min load below this",
+    )
     p.add_argument("--load-wait", type=float, default=600)
+    p.add_argument(
+        "--profile-operator",
+        action="store_true",
+        help="sample the operator with py-spy in every operator phase (perturbs CPU)",
+    )
     p.add_argument("--cluster-prefix", default="bench")
     p.add_argument("--keep-cluster", action="store_true")
     p.add_argument("--keep-audit", action="store_true", help="keep the (large) audit logs")
-    p.add_argument("--artifacts", default=str(ROOT / "artifacts" / "bench"),
-                   help="logs, watch events, audit logs")
+    p.add_argument(
+        "--artifacts",
+        default=str(ROOT / "artifacts" / "bench"),
+        help="logs, watch events, audit logs",
+    )
     p.add_argument("--out", default=str(BENCH / "results"))
     p.add_argument("--label", default="", help="a free-text note stored with the results")
     args = p.parse_args(argv)
@@ -734,8 +1031,9 @@ async def main_async(args: argparse.Namespace) -> int:
         for n in args.scales:
             if n >= 1000 and not await wait_for_load(args.max_load, args.load_wait):
                 log(f"N = {n}: load stayed >= {args.max_load}; skipped")
-                out["skipped"].append({"n": n, "reason": f"1-min load >= {args.max_load}",
-                                       "loadavg": loadavg()})
+                out["skipped"].append(
+                    {"n": n, "reason": f"1-min load >= {args.max_load}", "loadavg": loadavg()}
+                )
                 continue
             result, pace_used = await bench.scale(n, None)
             pace = pace_used or pace

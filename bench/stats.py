@@ -19,8 +19,15 @@ def summary(values: Sequence[float], digits: int = 4) -> dict[str, Any]:
     """count, p50, p95, p99, max, mean, min (seconds in, seconds out)."""
     ordered = sorted(values)
     if not ordered:
-        return {"count": 0, "p50": None, "p95": None, "p99": None, "max": None,
-                "mean": None, "min": None}
+        return {
+            "count": 0,
+            "p50": None,
+            "p95": None,
+            "p99": None,
+            "max": None,
+            "mean": None,
+            "min": None,
+        }
     return {
         "count": len(ordered),
         "p50": round(percentile(ordered, 50), digits),

@@ -55,8 +55,13 @@ def job_fields(obj: dict[str, Any]) -> list[Any]:
         c.get("type") == "Complete" and c.get("status") == "True"
         for c in status.get("conditions") or []
     )
-    return [obj["metadata"]["name"], status.get("ready", 0), status.get("succeeded", 0), complete,
-            status.get("active", 0)]
+    return [
+        obj["metadata"]["name"],
+        status.get("ready", 0),
+        status.get("succeeded", 0),
+        complete,
+        status.get("active", 0),
+    ]
 
 
 class Watcher:
@@ -127,11 +132,13 @@ async def main() -> int:
             watcher = Watcher(client, ns, out)
             readies = [asyncio.Event() for _ in range(3)]
             tasks = [
-                asyncio.create_task(watcher.run("u", group(UCLOUDJOBS, ns, "ucloudjobs"),
-                                                ujob_fields, readies[0])),
+                asyncio.create_task(
+                    watcher.run("u", group(UCLOUDJOBS, ns, "ucloudjobs"), ujob_fields, readies[0])
+                ),
                 asyncio.create_task(watcher.run("p", core(ns, "pods"), pod_fields, readies[1])),
-                asyncio.create_task(watcher.run("j", group(BATCH, ns, "jobs"), job_fields,
-                                                readies[2])),
+                asyncio.create_task(
+                    watcher.run("j", group(BATCH, ns, "jobs"), job_fields, readies[2])
+                ),
             ]
             await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
 
@@ -151,8 +158,11 @@ async def main() -> int:
             for result in results:
                 if isinstance(result, Exception) and not isinstance(result, asyncio.CancelledError):
                     watcher.errors.append(repr(result))
-        stats = {"events": watcher.counts, "restarts": watcher.restarts,
-                 "errors": watcher.errors[:20]}
+        stats = {
+            "events": watcher.counts,
+            "restarts": watcher.restarts,
+            "errors": watcher.errors[:20],
+        }
         out.write(orjson.dumps(["stats", stats]) + b"\n")
     return 0
 

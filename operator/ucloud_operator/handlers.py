@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
+from kubernetes import client
 
 from .controller import Controller, JobKey
 from .http import Check, Server, watchers_alive
@@ -111,8 +112,9 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
         return replica_pods.get(key, ())
 
     ours = runtime.settings
-    api_client = load_client_config(ours.api_threads)
-    runtime.api = KubeApi(api_client, ours.api_threads, ours.instance)
+    configuration = load_client_config()
+    runtime.api = KubeApi(configuration, ours.api_concurrency, ours.instance)
+    await runtime.api.start()
 
     def resync() -> None:
         if runtime.controller is not None:
@@ -123,7 +125,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
 
     if ours.leader_elect:
         runtime.elector = LeaderElector(
-            api_client,
+            client.ApiClient(configuration),
             ours.lease_namespace,
             ours.lease_name,
             ours.instance,
@@ -156,7 +158,7 @@ async def stop(memo: Any, **_: Any) -> None:
     if runtime.elector is not None:
         await runtime.elector.release()
     if runtime.api is not None:
-        runtime.api.close()
+        await runtime.api.close()
 
 
 def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> None:

@@ -21,7 +21,7 @@ class OperatorSettings:
     log_level: str
     log_format: str
     workers: int
-    api_threads: int
+    api_concurrency: int
     instance: str
     metrics_address: str = ":8080"
     health_address: str = ":8081"
@@ -105,10 +105,14 @@ def parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="jobs reconciled at once [env UCLOUD_WORKERS]",
     )
     p.add_argument(
-        "--api-threads",
+        "--api-concurrency",
+        "--api-threads",  # its first name
+        dest="api_concurrency",
         type=_positive_int,
-        default=_positive_int(_env(environ, "UCLOUD_API_THREADS", "16")),
-        help="API requests in flight at once [env UCLOUD_API_THREADS]",
+        default=_positive_int(
+            _env(environ, "UCLOUD_API_CONCURRENCY", _env(environ, "UCLOUD_API_THREADS", "32"))
+        ),
+        help="API requests in flight at once [env UCLOUD_API_CONCURRENCY]",
     )
     p.add_argument(
         "--metrics-address",
@@ -154,7 +158,7 @@ def parse(
         log_level=args.log_level,
         log_format=args.log_format,
         workers=args.workers,
-        api_threads=args.api_threads,
+        api_concurrency=args.api_concurrency,
         # Unique per process: a restarted operator must not pass for its dead predecessor.
         instance=f"{environ.get('POD_NAME') or os.uname().nodename}_{uuid.uuid4().hex[:6]}",
         metrics_address=args.metrics_address,

@@ -13,6 +13,9 @@
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS builder
+# Unset by default. hack/image.sh (podman) points it at the host's pip settings (a PyPI mirror, the
+# CA bundle of a TLS-inspecting proxy), mounted for the build only; this stage is not shipped.
+ARG PIP_CONFIG_FILE
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
@@ -33,17 +36,6 @@ RUN /opt/venv/bin/pip install --require-virtualenv --no-deps . \
  && /opt/venv/bin/python -m compileall -q /opt/venv/lib
 
 FROM ${BASE_IMAGE}
-ARG BASE_IMAGE
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG SOURCE=""
-LABEL org.opencontainers.image.title="ucloud-operator" \
-      org.opencontainers.image.description="Kubernetes operator for UCloudJob (ucloudjobs.ucloud.dk/v1): replica pods in UCloud's six job states" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="${BASE_IMAGE}"
 # The runtime needs no package installer: drop the base image's own (a base without pip has none).
 RUN if python3 -m pip --version >/dev/null 2>&1; then \
       PIP_ROOT_USER_ACTION=ignore python3 -m pip uninstall --yes pip setuptools wheel; \
@@ -59,3 +51,15 @@ WORKDIR /tmp
 EXPOSE 8080 8081
 # Exec form: the operator is PID 1 and gets SIGTERM directly.
 ENTRYPOINT ["python", "-m", "ucloud_operator"]
+# Metadata last: a new revision changes only this layer, not the cached ones above.
+ARG BASE_IMAGE
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=""
+LABEL org.opencontainers.image.title="ucloud-operator" \
+      org.opencontainers.image.description="Kubernetes operator for UCloudJob (ucloudjobs.ucloud.dk/v1): replica pods in UCloud's six job states" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"

@@ -84,8 +84,8 @@ chart-lint: ## helm lint --strict the chart with each of its ci/*-values.yaml
 	  echo "helm lint --strict -f $$values"; "$$bin/helm" lint --strict $(CHART) -f "$$values"; \
 	done
 
-image: ## docker build the operator image as $(IMAGE)
-	docker build -t $(IMAGE) .
+image: ## build the operator image as $(IMAGE): docker if its engine runs, else podman (hack/image.sh)
+	IMAGE=$(IMAGE) hack/image.sh
 
 e2e-local: $(BIN)/python ## chart installed on the local control plane, operator as its ServiceAccount, tests/e2e
 	E2E_CLUSTER=$${E2E_CLUSTER:-e2e} hack/e2e-local.sh

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -408,6 +409,7 @@ class Phase:
             try:
                 await wait_file(ready, watcher, 60)
                 if self.system == "operator":
+                    source = operator_source()
                     operator = Operator(
                         b.kubeconfig, self.namespace, self.dir / "operator.log", args.operator_args
                     )
@@ -510,6 +512,7 @@ class Phase:
                     "command": operator.command,
                     "metrics": metrics,
                     "event_loop_stall": stall,
+                    "source": source,
                 }
                 if (self.dir / "operator-profile.txt").exists():
                     self.result["operator"]["profile"] = {
@@ -753,6 +756,7 @@ class Bench:
             probe: subprocess.Popen[bytes] | None = None
             try:
                 await wait_file(ready, watcher, 60)
+                out["operator_source"] = operator_source()
                 operator = Operator(
                     self.kubeconfig, ns, workdir / "operator.log", args.operator_args
                 )
@@ -866,6 +870,25 @@ def versions() -> dict[str, Any]:
         for pkg in ("kopf", "kubernetes", "aiohttp", "pydantic"):
             out[pkg] = md.version(pkg)
     return out
+
+
+def operator_source() -> dict[str, Any]:
+    """Which operator code a phase ran: the tree under operator/ is edited while benchmarks run,
+    so each phase records a digest of its sources, and whether they differ from HEAD."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "operator").rglob("*.py")):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "operator"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split("\n")
+    return {
+        "sha256": digest.hexdigest()[:16],
+        "uncommitted": sorted(line[3:] for line in dirty if line.strip()),
+    }
 
 
 def git_info() -> dict[str, Any]:
@@ -1056,8 +1079,8 @@ def write_results(out: dict[str, Any], folder: Path, stamp: str, partial: bool) 
     tmp = folder / f"{stamp}.json.tmp"
     tmp.write_text(json.dumps(out, indent=1, default=str) + "\n")
     tmp.replace(dated)
-    if partial:
-        return [dated]
+    if partial or not (out["scales"] or out.get("resident")):
+        return [dated]  # latest.* only ever point at a run that measured something
     latest = folder / "latest.json"
     shutil.copyfile(dated, latest)
     paths = [dated, latest]

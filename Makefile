@@ -28,6 +28,9 @@ lint: $(BIN)/python ## ruff and mypy
 	$(BIN)/mypy
 
 soak: $(BIN)/python ## the long reliability runs: 200 jobs under random SIGKILLs, control-plane restart
+	# A fresh cluster: the soak restarts its processes by hand, which kwokctl then no longer knows.
+	pkill -9 -f "kwok/clusters/$${SOAK_CLUSTER:-soak}/" || true
+	UCLOUD_CLUSTER=$${SOAK_CLUSTER:-soak} hack/cluster.sh down
 	UCLOUD_CLUSTER=$${SOAK_CLUSTER:-soak} UCLOUD_CRASH_JOBS=200 UCLOUD_CRASH_KILLS=8 \
 	  $(BIN)/pytest tests/reliability/test_crash.py tests/soak -q -s
 
@@ -65,7 +68,7 @@ clean: ## remove the virtualenv and caches (not the control-plane cache)
 CHART := helm/ucloud-operator
 IMAGE ?= ucloud-operator:dev
 
-.PHONY: manifests chart-lint image e2e-local e2e-kind
+.PHONY: manifests chart-lint image e2e-local e2e-image e2e-kind
 
 manifests: ## copy manifests/crd.yaml into the chart and render manifests/install.yaml from it
 	bin="$$(hack/build-control-plane.sh | tail -n1)"; source hack/versions.env; \
@@ -89,6 +92,9 @@ image: ## build the operator image as $(IMAGE): docker if its engine runs, else 
 
 e2e-local: $(BIN)/python ## chart installed on the local control plane, operator as its ServiceAccount, tests/e2e
 	E2E_CLUSTER=$${E2E_CLUSTER:-e2e} hack/e2e-local.sh
+
+e2e-image: $(BIN)/python ## make image, then e2e-local with the operator run from it (podman run --read-only, in-cluster config)
+	E2E_OPERATOR=container IMAGE=$(IMAGE) E2E_CLUSTER=$${E2E_CLUSTER:-e2e-img} hack/e2e-local.sh
 
 e2e-kind: ## kind cluster, image built and loaded, chart installed, tests/e2e (needs docker and kind)
 	hack/e2e-kind.sh

@@ -37,17 +37,11 @@ case "$codename" in
   *) die "Debian $codename: its python3 version is not known here (the project needs >= 3.11)" ;;
 esac
 ref="localhost/ucloud-base:${codename}-py${py//./}"
-tarball="$cache_root/base/ucloud-base-${codename}-py${py//./}.tar"
-
 image_exists() {
-  if [[ "$engine" == podman ]]; then podman image exists "$ref"; else docker image inspect "$ref" >/dev/null 2>&1; fi
+  local label
+  label="$("$engine" image inspect --format '{{index .Config.Labels "dev.ucloud.base.recipe"}}' "$ref" 2>/dev/null)" || return 1
+  [[ "$label" == "$recipe" ]] || { log "$ref was made by another recipe ($label, now $recipe)"; return 1; }
 }
-
-if [[ "${BASE_REBUILD:-0}" != 1 ]] && image_exists; then
-  log "$ref exists (reused; BASE_REBUILD=1 makes it again)"
-  echo "$ref"
-  exit 0
-fi
 
 # The mirror of the release itself, and the URIs of its other suites (updates, security), read
 # from this machine's apt sources, so that the base gets what the host gets.
@@ -78,7 +72,6 @@ mirror="${DEBIAN_MIRROR:-}"
 if [[ -z "$mirror" ]]; then
   mirror="$(printf '%s\n' "${sources[@]}" | awk -v c="$codename" '$2 == c { print $1; exit }')"
 fi
-[[ -n "$mirror" ]] || die "no apt source for Debian $codename found; set DEBIAN_MIRROR"
 
 install_tools() {
   local missing=()
@@ -91,6 +84,7 @@ install_tools() {
 }
 
 make_tarball() {
+  [[ -n "$mirror" ]] || die "no apt source for Debian $codename found; set DEBIAN_MIRROR"
   install_tools
   local rootfs t0=$SECONDS
   mkdir -p "$(dirname "$tarball")"
@@ -120,15 +114,41 @@ make_tarball() {
     "$rootfs"/var/log/* "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
     "$rootfs"/usr/share/locale/* "$rootfs"/usr/share/lintian "$rootfs"/tmp/* "$rootfs"/root/.cache \
     "$rootfs"/debootstrap
-  find "$rootfs/usr/lib" -name __pycache__ -type d -prune -exec rm -rf {} +
+  # Keep the standard library's bytecode (Debian compiles it when python3 is configured): the
+  # operator runs on a read-only root filesystem, where Python cannot write the .pyc it lacks and
+  # would compile every module it imports again at each start.
+  local pyc
+  pyc="$(find "$rootfs/usr/lib/python$py" -name '*.pyc' | wc -l)"
+  ((pyc > 100)) || die "only $pyc .pyc files in the rootfs's standard library"
   # The engine makes /dev, /proc and /sys itself.
   rm -rf "${rootfs:?}"/dev/* "$rootfs"/proc/* "$rootfs"/sys/*
   tar --numeric-owner --xattrs -C "$rootfs" -cf "$tarball.tmp" .
+  rm -f "$(dirname "$tarball")"/ucloud-base-"${codename}"-py"${py//./}"*.tar
   mv "$tarball.tmp" "$tarball"
   rm -rf "$rootfs" "$rootfs.log"
   trap - EXIT
   log "root filesystem $tarball ($(du -h "$tarball" | cut -f1)) in $((SECONDS - t0))s"
 }
+
+# The recipe: the code that makes the root filesystem and the settings of the import. A changed
+# recipe makes a new base; the tarball and the image are named and labelled with it.
+changes=(
+  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+  --change 'ENV LANG=C.UTF-8'
+  --change 'CMD ["python3"]'
+  --change 'LABEL org.opencontainers.image.title=ucloud-base'
+  --change "LABEL org.opencontainers.image.description=Debian-$codename-minbase-python3"
+)
+recipe="$({ declare -f make_tarball install_tools; echo "$codename $py"; printf '%s\n' "${changes[@]}"; } |
+  sha256sum | cut -c1-12)"
+changes+=(--change "LABEL dev.ucloud.base.recipe=$recipe")
+tarball="$cache_root/base/ucloud-base-${codename}-py${py//./}-$recipe.tar"
+
+if [[ "${BASE_REBUILD:-0}" != 1 ]] && image_exists; then
+  log "$ref exists (reused; BASE_REBUILD=1 makes it again)"
+  echo "$ref"
+  exit 0
+fi
 
 if [[ "${BASE_REBUILD:-0}" == 1 || ! -f "$tarball" ]]; then
   make_tarball
@@ -137,12 +157,6 @@ else
 fi
 
 log "$engine import $ref"
-changes=(
-  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
-  --change 'ENV LANG=C.UTF-8'
-  --change 'CMD ["python3"]'
-  --change "LABEL org.opencontainers.image.title=ucloud-base org.opencontainers.image.description=debian-${codename}-minbase-python3"
-)
 quiet=()
 [[ "$engine" == podman ]] && quiet=(--quiet)
 "$engine" import "${quiet[@]}" "${changes[@]}" "$tarball" "$ref" >/dev/null

@@ -17,6 +17,23 @@
 #      the rest must be gone
 # On failure: the operator log tail, events, and a dump in $UCLOUD_ARTIFACTS/e2e-local.
 #
+# E2E_OPERATOR=container (`make e2e-image`): step 3 runs the operator from the image instead,
+# built first by hack/image.sh (podman here; docker where its engine runs): `podman run
+# --network host --read-only --tmpfs /tmp --user 65532:65532 --cap-drop ALL`, the chart's
+# resource limits, no kubeconfig: the in-cluster configuration, as a pod gets it:
+#   - /var/run/secrets/kubernetes.io/serviceaccount: a token of the chart's ServiceAccount
+#     (`kubectl create token`), ca.crt = the cluster's CA from the kubeconfig (kwokctl's CA, which
+#     signs the API server's serving certificate; that certificate is valid for 127.0.0.1 and
+#     kubernetes.default.svc: checked with curl first), and the namespace
+#   - KUBERNETES_SERVICE_HOST=127.0.0.1, KUBERNETES_SERVICE_PORT=443, and kubernetes.default.svc
+#     resolving to 127.0.0.1 (--add-host): the client library uses the two variables, kopf's
+#     login_with_service_account only the name on port 443, so the cluster's API server is made
+#     to listen on 443 (kwokctl --kube-apiserver-port; E2E_APISERVER_PORT)
+# That proves the entrypoint, the numeric user, the read-only root filesystem and the in-cluster
+# path. The time from `podman run` to /readyz 200 is logged and written to
+# $UCLOUD_ARTIFACTS/e2e-image/timings.txt. The container is removed at the end; its output is
+# the operator log in the artifacts (tail printed on failure), with its `inspect`.
+#
 # Environment:
 #   E2E_CLUSTER=e2e           the local cluster's name (hack/cluster.sh); this script owns it: it
 #                             wipes the CRD and its namespaces first and deletes it at the end.
@@ -25,14 +42,25 @@
 #   E2E_KEEP_CLUSTER=1        keep the cluster (and the last release) for inspection
 #   E2E_MODES="namespaced cluster leader"   the modes to run, in order
 #   UCLOUD_ARTIFACTS          where logs go (default ./artifacts)
+#   E2E_OPERATOR=process      process: a local python process; container: from the image
+#   IMAGE=ucloud-operator:e2e the image (container mode)
+#   E2E_IMAGE_BUILD=1         container mode: build the image first (0: use IMAGE as it is)
+#   ENGINE=docker|podman      container mode: the engine (default as hack/image.sh chooses)
+#   E2E_APISERVER_PORT=443    container mode: the API server's port (`random`: kwokctl's choice,
+#                             for an operator that does not need kubernetes.default.svc:443)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$PWD"
 
-export UCLOUD_CLUSTER="${E2E_CLUSTER:-e2e}"
+operator_kind="${E2E_OPERATOR:-process}"
+case "$operator_kind" in
+  process) export UCLOUD_CLUSTER="${E2E_CLUSTER:-e2e}" name=e2e-local ;;
+  container) export UCLOUD_CLUSTER="${E2E_CLUSTER:-e2e-img}" name=e2e-image ;;
+  *) echo "e2e-local: E2E_OPERATOR=$operator_kind: process or container" >&2; exit 2 ;;
+esac
 case "$UCLOUD_CLUSTER" in
-  ucloud | ci | itest)
-    echo "e2e-local: refusing cluster '$UCLOUD_CLUSTER': it belongs to make test/demo/CI" >&2
+  ucloud | ci | itest | bench*)
+    echo "e2e-local: refusing cluster '$UCLOUD_CLUSTER': it belongs to make test/demo/CI/bench" >&2
     exit 2 ;;
 esac
 read -r -a modes <<<"${E2E_MODES:-namespaced cluster leader}"
@@ -43,16 +71,19 @@ unwatched=e2e-unwatched
 sa_user="system:serviceaccount:$system_ns:$release"
 chart="$root/helm/ucloud-operator"
 python="$root/.venv/bin/python"
-artifacts="${UCLOUD_ARTIFACTS:-$root/artifacts}/e2e-local"
+artifacts="${UCLOUD_ARTIFACTS:-$root/artifacts}/$name"
 rm -rf "$artifacts" && mkdir -p "$artifacts"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ucloud-e2e-local.XXXXXX")"
 start=$SECONDS
 operator_pid=""
 operator_log=""
+image="${IMAGE:-ucloud-operator:e2e}"
+api_port_wanted="${E2E_APISERVER_PORT:-443}"
+container=""  # container mode: the running operator container's name
 mode=""
 failures=0
 
-log() { printf '\e[1me2e-local [%4ss]%s:\e[0m %s\n' "$((SECONDS - start))" "${mode:+ $mode}" "$*" >&2; }
+log() { printf '\e[1m%s [%4ss]%s:\e[0m %s\n' "$name" "$((SECONDS - start))" "${mode:+ $mode}" "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 
 [[ -x "$python" ]] || die "no $python: run \`make venv\`"
@@ -70,9 +101,20 @@ stop_operator() {
       kill -KILL "$operator_pid" 2>/dev/null || true
     fi
   fi
-  wait "$operator_pid" 2>/dev/null || true
+  local rc=0
+  wait "$operator_pid" 2>/dev/null || rc=$?
   operator_pid=""
+  if [[ -n "$container" ]]; then
+    log "container $container exited with $rc"
+    "${engine_cmd[@]}" inspect "$container" >"$artifacts/container-$mode.json" 2>&1 || true
+    "${engine_cmd[@]}" rm --force "$container" >/dev/null 2>&1 || true
+    container=""
+  fi
 }
+
+# The operator (the local process, or the `podman run` client attached to the container, which
+# forwards SIGTERM to it and exits with its exit code) is still running.
+operator_alive() { [[ -n "$operator_pid" ]] && kill -0 "$operator_pid" 2>/dev/null; }
 
 dump() {
   log "dumping state to $artifacts"
@@ -312,6 +354,110 @@ service_account_kubeconfig() {
   echo "$out"
 }
 
+# ------------------------------------------------------------------------------------ container mode
+engine_cmd=()
+setup_engine() {
+  local engine="${ENGINE:-}" nofile nproc
+  if [[ -z "$engine" ]]; then
+    if command -v docker >/dev/null && timeout 10 docker info >/dev/null 2>&1; then engine=docker; else engine=podman; fi
+  fi
+  case "$engine" in
+    docker) engine_cmd=(docker); run_flags=() ;;
+    podman)
+      # As hack/image.sh: runc, cgroupfs, ulimits within the host's hard limits.
+      engine_cmd=(podman --runtime runc --cgroup-manager cgroupfs)
+      nofile="$(ulimit -Hn)"; [[ "$nofile" == unlimited || "$nofile" -gt 65536 ]] && nofile=65536
+      nproc="$(ulimit -Hu)"; [[ "$nproc" == unlimited || "$nproc" -gt 4096 ]] && nproc=4096
+      # --read-only-tmpfs=false: no tmpfs on /run and /var/tmp either, only the /tmp below.
+      run_flags=(--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc" --read-only-tmpfs=false) ;;
+    *) die "ENGINE=$engine: docker or podman" ;;
+  esac
+  export ENGINE="$engine"
+}
+
+build_image() {
+  if [[ "${E2E_IMAGE_BUILD:-1}" == 1 ]]; then
+    log "building $image (hack/image.sh)"
+    local t0=$SECONDS
+    IMAGE="$image" hack/image.sh >"$artifacts/image-build.log" 2>&1 ||
+      die "image build failed: $(tail -n 30 "$artifacts/image-build.log")"
+    grep '^image: ' "$artifacts/image-build.log" >&2 || true
+    echo "build_s=$((SECONDS - t0))" >>"$artifacts/timings.txt"
+  fi
+  "${engine_cmd[@]}" image inspect "$image" >/dev/null 2>&1 || die "no image $image"
+  local size
+  size="$("${engine_cmd[@]}" image inspect --format '{{.Size}}' "$image")"
+  echo "image_size_bytes=$size" >>"$artifacts/timings.txt"
+  log "image $image: $((size / 1000000)) MB"
+}
+
+# The files a pod of the chart's ServiceAccount gets at /var/run/secrets/kubernetes.io/serviceaccount:
+# a token, the CA that signs the API server's serving certificate, the namespace. Checked from here
+# with curl exactly as the in-cluster client will use them: https://<host>:<port>, that CA, the token.
+service_account_files() {
+  local dir="$work/serviceaccount-$mode" server ca ca_data who
+  mkdir -p "$dir"
+  server="$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')"
+  ca="$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')"
+  if [[ -n "$ca" ]]; then
+    cp "$ca" "$dir/ca.crt"
+  else
+    ca_data="$(kubectl config view --raw --minify \
+      -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
+    base64 -d <<<"$ca_data" >"$dir/ca.crt"
+  fi
+  kubectl create token "$release" -n "$system_ns" --duration=2h >"$dir/token"
+  printf '%s' "$system_ns" >"$dir/namespace"
+  # As the kubelet does with fsGroup: readable by the pod's group only.
+  chown -R 65532:65532 "$dir"
+  chmod 0750 "$dir" && chmod 0440 "$dir"/*
+  api_host="${server#https://}"
+  api_host="${api_host%%/*}"
+  api_port="${api_host##*:}"
+  api_host="${api_host%:*}"
+  api_host="${api_host#[}" && api_host="${api_host%]}"
+  [[ "$api_port" =~ ^[0-9]+$ ]] || die "cannot read the API server's port from $server"
+  curl -sS --fail --cacert "$dir/ca.crt" -H "Authorization: Bearer $(<"$dir/token")" \
+    -o /dev/null "https://$api_host:$api_port/version" ||
+    die "https://$api_host:$api_port with the CA and token for the container failed (TLS or auth)"
+  who="$(kubectl --kubeconfig=/dev/null --server="https://$api_host:$api_port" \
+    --certificate-authority="$dir/ca.crt" --token="$(<"$dir/token")" \
+    auth whoami -o jsonpath='{.status.userInfo.username}')"
+  [[ "$who" == "$sa_user" ]] || die "the token authenticates as '$who', not $sa_user"
+  log "in-cluster files for $who: API server $api_host:$api_port, serving certificate verified against $(openssl x509 -in "$dir/ca.crt" -noout -subject 2>/dev/null || echo ca.crt)"
+  sa_dir="$dir"
+}
+
+run_container() {  # ARGS...: the operator's flags (no kubeconfig: the in-cluster configuration)
+  service_account_files
+  container="ucloud-operator-$UCLOUD_CLUSTER-$mode"
+  "${engine_cmd[@]}" rm --force "$container" >/dev/null 2>&1 || true
+  local -a env_flags=()
+  local kv
+  for kv in "${env_vars[@]}"; do env_flags+=(--env "$kv"); done
+  local tmpfs=/tmp:rw,size=64m,mode=1777
+  local -a run=(
+    "${engine_cmd[@]}" run --name "$container" --network host
+    # The chart's pod: readOnlyRootFilesystem with an emptyDir on /tmp, runAsUser/Group 65532,
+    # no capabilities, no privilege escalation, its resource limits.
+    --read-only --tmpfs "$tmpfs" --user 65532:65532
+    --cap-drop ALL --security-opt no-new-privileges
+    --memory 512m --cpus 1
+    "${run_flags[@]}"
+    --volume "$sa_dir:/var/run/secrets/kubernetes.io/serviceaccount:ro"
+    --env "KUBERNETES_SERVICE_HOST=$api_host" --env "KUBERNETES_SERVICE_PORT=$api_port"
+    --add-host "kubernetes.default.svc:$api_host" --add-host "kubernetes.default:$api_host"
+    --add-host "kubernetes:$api_host"
+    "${env_flags[@]}"
+    "$image" "$@"
+  )
+  log "operator: ${run[*]}"
+  # Attached, in the background: the podman client stands for the process (SIGTERM is forwarded
+  # to the container, the client exits with the container's exit code); the log is its output.
+  "${run[@]}" </dev/null >"$operator_log" 2>&1 &
+  operator_pid=$!
+}
+
 start_operator() {
   local kubeconfig_sa="$1" metrics_port health_port
   metrics_port="$(free_port)"
@@ -341,23 +487,34 @@ for env in container.get("env", []):
 PY
   )
   args+=("--metrics-address=127.0.0.1:$metrics_port" "--health-address=127.0.0.1:$health_port")
-  env_vars+=("POD_NAME=e2e-local-$mode" "POD_NAMESPACE=$system_ns")
+  env_vars+=("POD_NAME=$name-$mode" "POD_NAMESPACE=$system_ns")
   operator_log="$artifacts/operator-$mode.log"
-  log "operator: python -m ucloud_operator ${args[*]}"
   log "operator env: ${env_vars[*]}"
-  # Only the ServiceAccount's kubeconfig: none of the caller's credentials or UCLOUD_* settings.
-  env -i PATH="$PATH" HOME="$HOME" PYTHONUNBUFFERED=1 KUBECONFIG="$kubeconfig_sa" \
-    "${env_vars[@]}" "$python" -m ucloud_operator "${args[@]}" >"$operator_log" 2>&1 &
-  operator_pid=$!
-  local t0=$SECONDS deadline=$((SECONDS + 60))
+  local t0=$EPOCHREALTIME
+  if [[ "$operator_kind" == container ]]; then
+    run_container "${args[@]}"
+  else
+    log "operator: python -m ucloud_operator ${args[*]}"
+    # Only the ServiceAccount's kubeconfig: none of the caller's credentials or UCLOUD_* settings.
+    env -i PATH="$PATH" HOME="$HOME" PYTHONUNBUFFERED=1 KUBECONFIG="$kubeconfig_sa" \
+      "${env_vars[@]}" "$python" -m ucloud_operator "${args[@]}" >"$operator_log" 2>&1 &
+    operator_pid=$!
+  fi
+  local deadline=$((SECONDS + 60))
   until [[ "$(curl -s -o /dev/null -w '%{http_code}' "$health_url/readyz")" == 200 ]]; do
-    kill -0 "$operator_pid" 2>/dev/null || die "the operator exited: $(tail -n 30 "$operator_log")"
+    operator_alive || die "the operator exited: $(tail -n 30 "$operator_log")"
     ((SECONDS < deadline)) || die "/readyz not 200 within 60s"
-    sleep 0.2
+    sleep 0.05
   done
-  log "operator pid $operator_pid ready in $((SECONDS - t0))s (metrics $metrics_url)"
+  local ready_ms=$(( (${EPOCHREALTIME/./} - ${t0/./}) / 1000 ))
+  if [[ "$operator_kind" == container ]]; then
+    log "container $container: podman run -> /readyz 200 in ${ready_ms} ms (metrics $metrics_url)"
+    echo "$mode start_to_ready_ms=$ready_ms" >>"$artifacts/timings.txt"
+  else
+    log "operator pid $operator_pid ready in ${ready_ms} ms (metrics $metrics_url)"
+  fi
   if [[ "$mode" == leader ]]; then
-    wait_until "the operator to hold Lease $system_ns/$release" 60 lease_held_by "e2e-local-$mode"
+    wait_until "the operator to hold Lease $system_ns/$release" 60 lease_held_by "$name-$mode"
     log "the operator holds Lease $system_ns/$release"
   fi
 }
@@ -383,7 +540,7 @@ run_tests() {
     "${ns_env[@]}" "$python" -m pytest tests/e2e -q -p no:cacheprovider \
     --junitxml="$artifacts/junit-$mode.xml" || die "tests/e2e failed"
   log "tests passed in $((SECONDS - t0))s"
-  kill -0 "$operator_pid" 2>/dev/null || die "the operator died during the tests"
+  operator_alive || die "the operator died during the tests"
   if grep -niE 'forbidden|cannot (get|list|watch|create|patch|update|delete) ' "$operator_log" >&2; then
     die "the operator was refused an API call (above)"
   fi
@@ -428,6 +585,19 @@ YAML
 }
 
 # ------------------------------------------------------------------------------------ main
+if [[ "$operator_kind" == container ]]; then
+  setup_engine
+  build_image
+  # What a pod sees: KUBERNETES_SERVICE_HOST/PORT (the client's in-cluster configuration) and the
+  # name kubernetes.default.svc on port 443 (kopf's login_with_service_account uses only that
+  # name, not the two variables). So the API server listens on 443 and the name is 127.0.0.1.
+  if [[ "$api_port_wanted" != random ]]; then
+    if ss -Hltn "sport = :$api_port_wanted" 2>/dev/null | grep -q .; then
+      die "port $api_port_wanted is taken: the API server of $UCLOUD_CLUSTER needs it (E2E_APISERVER_PORT)"
+    fi
+    export UCLOUD_KWOKCTL_ARGS="${UCLOUD_KWOKCTL_ARGS:+$UCLOUD_KWOKCTL_ARGS }--kube-apiserver-port=$api_port_wanted"
+  fi
+fi
 log "cluster $UCLOUD_CLUSTER (hack/cluster.sh up)"
 KUBECONFIG="$(hack/cluster.sh up | tail -n1)"
 export KUBECONFIG
@@ -452,3 +622,6 @@ mode=""
 { echo "mode|expected|got|kubectl auth can-i ... --as=$sa_user"; cat "$cani_table"; } |
   column -t -s '|' >"$cani_table.tmp" && mv "$cani_table.tmp" "$cani_table"
 log "can-i: $(($(wc -l <"$cani_table") - 1)) checks as expected: $cani_table"
+if [[ "$operator_kind" == container ]]; then
+  log "image $image: $(tr '\n' ' ' <"$artifacts/timings.txt")"
+fi

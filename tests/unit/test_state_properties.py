@@ -86,7 +86,7 @@ def histories(draw: st.DrawFn) -> list[Step]:
     pods: dict[int, ReplicaPod] = {}
     clock = 0.0
     steps: list[Step] = []
-    for _ in range(draw(st.integers(1, 12))):
+    for _ in range(draw(st.integers(1, 8))):
         clock += draw(st.sampled_from([0.0, 1.0, 30.0, 200.0]))
         if draw(st.integers(0, 9)) == 0:
             current = replace(current, spec=current.spec.model_copy(update={"cancel": True}))
@@ -187,6 +187,10 @@ def test_expires_at_is_started_at_plus_the_deadline(history: list[Step]) -> None
     for step in history:
         status = step.decision.status
         deadline = step.job.spec.active_deadline_seconds
+        before = step.job.status
+        if before.state is not None and before.state.is_final:
+            assert status.expires_at == before.expires_at  # history: a late edit moves nothing
+            continue
         if status.started_at is None or deadline is None:
             assert status.expires_at is None
         else:

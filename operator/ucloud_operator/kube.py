@@ -177,15 +177,27 @@ class KubeApi:
             "Accept": "application/json",
             "User-Agent": f"{COMPONENT}/{self._instance}",
         }
-        hook = self._configuration.refresh_api_key_hook
-        now = time.monotonic()
-        if hook is not None and now - self._token_read_at > _TOKEN_REFRESH_SECONDS:
-            hook(self._configuration)  # re-reads the rotated service-account token
-            self._token_read_at = now
-        token = self._configuration.get_api_key_with_prefix("authorization")
+        token = self._bearer_token()
         if token:
             headers["Authorization"] = token
         return headers
+
+    def _bearer_token(self) -> str | None:
+        """The token the client configuration holds ("BearerToken" since client 36), re-read
+        from its source at most once a minute: bound service-account tokens rotate."""
+        configuration = self._configuration
+        hook = configuration.refresh_api_key_hook
+        now = time.monotonic()
+        if hook is not None and now - self._token_read_at > _TOKEN_REFRESH_SECONDS:
+            hook(configuration)
+            self._token_read_at = now
+        for name in ("BearerToken", "authorization"):
+            key = (configuration.api_key or {}).get(name)
+            if key:
+                prefix = (configuration.api_key_prefix or {}).get(name)
+                value = f"{prefix} {key}" if prefix else str(key)
+                return value if value.lower().startswith("bearer ") else f"Bearer {value}"
+        return None
 
     def _ssl_context(self) -> ssl.SSLContext | bool:
         configuration = self._configuration

@@ -51,7 +51,7 @@ def helm() -> str:
     except (subprocess.CalledProcessError, FileNotFoundError) as error:  # pragma: no cover
         found = shutil.which("helm")
         if found is None:
-            pytest.skip(f"no helm binary: hack/build-control-plane.sh failed ({error})")
+            pytest.fail(f"no helm binary: hack/build-control-plane.sh failed ({error})")
         return found
     return str(Path(out.strip().splitlines()[-1]) / "helm")
 

@@ -1,37 +1,85 @@
 """A quick CPU-per-job probe, lighter than bench/run.py: N jobs x 4 replicas in a burst on a
 running local cluster (UCLOUD_CLUSTER, default itest), the operator as a subprocess, its CPU
-seconds read from /proc before and after. Usage: .venv/bin/python bench/cpu_probe.py 100"""
+seconds read from /proc before and after.
+
+    .venv/bin/python bench/cpu_probe.py 100
+"""
+
+from __future__ import annotations
+
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from kubernetes import client, config
 
-N, R = int(sys.argv[1]), 4
-kc = os.path.expanduser(f"~/.cache/ucloud-operator/kubeconfig-{os.environ.get('UCLOUD_CLUSTER', 'itest')}")
-cfg = client.Configuration(); config.load_kube_config(kc, client_configuration=cfg)
-api = client.ApiClient(cfg); core = client.CoreV1Api(api); custom = client.CustomObjectsApi(api)
-ns = f"cpu-{int(time.time())}"
-core.create_namespace({"metadata": {"name": ns}})
-while True:
-    try: core.read_namespaced_service_account("default", ns); break
-    except Exception: time.sleep(0.2)
-env = {**os.environ, "KUBECONFIG": kc}
-op = subprocess.Popen([sys.executable, "-m", "ucloud_operator", "-n", ns, "--metrics-address", "127.0.0.1:19090", "--health-address", "127.0.0.1:19091", "--lease-name", ns, "--lease-namespace", ns], env=env, stdout=open("/tmp/cpujob.log", "w"), stderr=subprocess.STDOUT)
-def cpu():
-    f = open(f"/proc/{op.pid}/stat").read().split(")")[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-time.sleep(4); c0 = cpu(); t0 = time.time()
-for i in range(N):
-    custom.create_namespaced_custom_object("ucloud.dk", "v1", ns, "ucloudjobs", {"apiVersion": "ucloud.dk/v1", "kind": "UCloudJob", "metadata": {"name": f"j{i}"}, "spec": {"replicas": R, "template": {"metadata": {"annotations": {"ucloud.dk/test-exit-code": "0", "ucloud.dk/test-exit-after": "5s"}}, "spec": {"containers": [{"name": "m", "image": "x"}]}}}})
-while True:
-    items = custom.list_namespaced_custom_object("ucloud.dk", "v1", ns, "ucloudjobs")["items"]
-    done = sum(1 for j in items if (j.get("status") or {}).get("state") == "SUCCESS")
-    if done == N or time.time() - t0 > 300: break
-    time.sleep(1)
-c1 = cpu()
-rss = [l for l in open(f"/proc/{op.pid}/status") if l.startswith("VmHWM")][0].strip()
-print(f"N={N} R={R} done={done} wall={time.time()-t0:.1f}s cpu={c1-c0:.2f}s cpu/job={(c1-c0)/N*1000:.1f}ms {rss}")
-op.terminate(); op.wait()
-core.delete_namespace(ns)
+REPLICAS = 4
+TIMEOUT_SECONDS = 300
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss(pid: int) -> str:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return next(line for line in lines if line.startswith("VmHWM")).split(":")[1].strip()
+
+
+def job(index: int) -> dict[str, object]:
+    annotations = {"ucloud.dk/test-exit-code": "0", "ucloud.dk/test-exit-after": "5s"}
+    return {
+        "apiVersion": "ucloud.dk/v1", "kind": "UCloudJob", "metadata": {"name": f"j{index}"},
+        "spec": {"replicas": REPLICAS, "template": {
+            "metadata": {"annotations": annotations},
+            "spec": {"containers": [{"name": "main", "image": "busybox"}]}}},
+    }
+
+
+def main(jobs: int) -> None:
+    cluster = os.environ.get("UCLOUD_CLUSTER", "itest")
+    kubeconfig = str(Path.home() / ".cache" / "ucloud-operator" / f"kubeconfig-{cluster}")
+    configuration = client.Configuration()
+    config.load_kube_config(kubeconfig, client_configuration=configuration)
+    api = client.ApiClient(configuration)
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    namespace = f"cpu-{int(time.time())}"
+    core.create_namespace({"metadata": {"name": namespace}})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # pods need the namespace's default ServiceAccount
+        try:
+            core.read_namespaced_service_account("default", namespace)
+            break
+        except client.ApiException:
+            time.sleep(0.2)
+    log = Path("/tmp/cpu_probe.log").open("w")  # noqa: SIM115 - the operator's lifetime
+    operator = subprocess.Popen(
+        [sys.executable, "-m", "ucloud_operator", "-n", namespace,
+         "--metrics-address", "127.0.0.1:0", "--health-address", "127.0.0.1:0",
+         "--lease-name", namespace, "--lease-namespace", namespace],
+        env={**os.environ, "KUBECONFIG": kubeconfig}, stdout=log, stderr=subprocess.STDOUT,
+    )
+    time.sleep(4)  # let it start: its start-up CPU is not the jobs' cost
+    before, started = cpu_seconds(operator.pid), time.monotonic()
+    for index in range(jobs):
+        custom.create_namespaced_custom_object("ucloud.dk", "v1", namespace, "ucloudjobs",
+                                               job(index))
+    done = 0
+    while done < jobs and time.monotonic() - started < TIMEOUT_SECONDS:
+        items = custom.list_namespaced_custom_object("ucloud.dk", "v1", namespace,
+                                                     "ucloudjobs")["items"]
+        done = sum((j.get("status") or {}).get("state") == "SUCCESS" for j in items)
+        time.sleep(1)
+    used = cpu_seconds(operator.pid) - before
+    print(f"N={jobs} R={REPLICAS} done={done} wall={time.monotonic() - started:.1f}s "
+          f"cpu={used:.2f}s cpu/job={used / jobs * 1000:.1f}ms peak_rss={peak_rss(operator.pid)}")
+    operator.terminate()
+    operator.wait()
+    core.delete_namespace(namespace)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100)

@@ -21,8 +21,10 @@ that makes it Running).
 
 from __future__ import annotations
 
+import glob
+import os
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -66,53 +68,73 @@ class NamespaceAudit:
     parent_running: dict[str, float] = field(default_factory=dict)
     parent_final: dict[str, float] = field(default_factory=dict)
     lines: int = 0
+    complete: bool = True  # the files reach the phase's end (rotation, deleted tail)
 
 
-def scan(path: str, namespaces: Mapping[str, float], replicas: int) -> dict[str, NamespaceAudit]:
-    """One pass over the audit log for the given namespaces (name -> end Unix time)."""
+def scan(
+    paths: Sequence[str], namespaces: Mapping[str, float], replicas: int
+) -> tuple[dict[str, NamespaceAudit], float]:
+    """One pass over the audit log files (rotated backups first, oldest first) for the given
+    namespaces (name -> end Unix time); also returns the last timestamp the files hold."""
     out = {ns: NamespaceAudit(end) for ns, end in namespaces.items()}
-    with open(path, "rb") as f:
-        for line in f:
-            if b'"ResponseComplete"' not in line:
-                continue
-            event = orjson.loads(line)
-            ref = event.get("objectRef") or {}
-            audit = out.get(ref.get("namespace", ""))
-            if audit is None:
-                continue
-            at = stamp(event["stageTimestamp"])
-            if at > audit.end:
-                continue
-            audit.lines += 1
-            client = client_of(event.get("userAgent", ""))
-            resource = ref.get("resource", "")
-            if ref.get("subresource"):
-                resource += "/" + ref["subresource"]
-            verb = event.get("verb", "")
-            code = (event.get("responseStatus") or {}).get("code", 0)
-            audit.counts[client][f"{verb} {resource}"] += 1
-            if code >= 400:
-                audit.counts[client][f"{verb} {resource} (HTTP {code})"] += 1
-            if client == "kwok" and resource == "pods/status" and verb == "patch":
-                audit.kwok_pod_status[ref.get("name", "")].append(at)
-            elif resource in ("ucloudjobs/status", "jobs/status") and verb in ("patch", "update"):
-                status = ((event.get("requestObject") or {}).get("status")) or {}
-                name = ref.get("name", "")
-                if resource == "ucloudjobs/status":
-                    state = status.get("state")
-                    if state == "RUNNING":
-                        audit.parent_running.setdefault(name, at)
-                    elif state in FINAL_STATES:
-                        audit.parent_final.setdefault(name, at)
-                else:
-                    if (status.get("ready") or 0) >= replicas:
-                        audit.parent_running.setdefault(name, at)
-                    if any(
-                        c.get("type") == "Complete" and c.get("status") == "True"
-                        for c in status.get("conditions") or []
-                    ):
-                        audit.parent_final.setdefault(name, at)
-    return out
+    last = 0.0
+    for line in _lines(paths):
+        if b'"ResponseComplete"' not in line:
+            continue
+        event = orjson.loads(line)
+        ref = event.get("objectRef") or {}
+        audit = out.get(ref.get("namespace", ""))
+        if audit is None:
+            continue
+        at = stamp(event["stageTimestamp"])
+        last = max(last, at)
+        if at > audit.end:
+            continue
+        audit.lines += 1
+        client = client_of(event.get("userAgent", ""))
+        resource = ref.get("resource", "")
+        if ref.get("subresource"):
+            resource += "/" + ref["subresource"]
+        verb = event.get("verb", "")
+        code = (event.get("responseStatus") or {}).get("code", 0)
+        audit.counts[client][f"{verb} {resource}"] += 1
+        if code >= 400:
+            audit.counts[client][f"{verb} {resource} (HTTP {code})"] += 1
+        if client == "kwok" and resource == "pods/status" and verb == "patch":
+            audit.kwok_pod_status[ref.get("name", "")].append(at)
+        elif resource in ("ucloudjobs/status", "jobs/status") and verb in ("patch", "update"):
+            status = ((event.get("requestObject") or {}).get("status")) or {}
+            name = ref.get("name", "")
+            if resource == "ucloudjobs/status":
+                state = status.get("state")
+                if state == "RUNNING":
+                    audit.parent_running.setdefault(name, at)
+                elif state in FINAL_STATES:
+                    audit.parent_final.setdefault(name, at)
+            else:
+                if (status.get("ready") or 0) >= replicas:
+                    audit.parent_running.setdefault(name, at)
+                if any(
+                    c.get("type") == "Complete" and c.get("status") == "True"
+                    for c in status.get("conditions") or []
+                ):
+                    audit.parent_final.setdefault(name, at)
+    for audit in out.values():
+        audit.complete = last >= audit.end
+    return out, last
+
+
+def _lines(paths: Sequence[str]) -> Iterator[bytes]:
+    for path in paths:
+        with open(path, "rb") as f:
+            yield from f
+
+
+def files(main_log: str) -> list[str]:
+    """The audit log and its rotated backups (`<stem>-<timestamp>.log`), oldest first."""
+    stem = main_log[: -len(".log")] if main_log.endswith(".log") else main_log
+    backups = sorted(glob.glob(glob.escape(stem) + "-*.log"))
+    return [*backups, *([main_log] if os.path.exists(main_log) else [])]
 
 
 def report(
@@ -159,6 +181,7 @@ def report(
         "reads_total_by_client": reads_by_client,
         "writes_per_job_all_clients": round(total_writes / jobs, 3),
         "audit_events_counted": audit.lines,
+        "audit_complete": audit.complete,
         "audit_latency_seconds": {"running": summary(running), "completion": summary(completion)},
     }
 

@@ -45,6 +45,10 @@ def kwokctl_args(audit_log: Path, extra: dict[str, list[str]]) -> list[str]:
         str(ROOT / "bench" / "audit-policy.yaml"),
         "--extra-args",
         f"kube-apiserver=audit-log-path={audit_log}",
+        # The log would rotate at 100 MB (the default, even with 0) and lose counts:
+        # a size no run reaches. audit.files() reads rotated backups all the same.
+        "--extra-args",
+        "kube-apiserver=audit-log-maxsize=100000",
     ]
     for component, flags in extra.items():
         for flag in flags:

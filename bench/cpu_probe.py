@@ -32,10 +32,16 @@ def peak_rss(pid: int) -> str:
 def job(index: int) -> dict[str, object]:
     annotations = {"ucloud.dk/test-exit-code": "0", "ucloud.dk/test-exit-after": "5s"}
     return {
-        "apiVersion": "ucloud.dk/v1", "kind": "UCloudJob", "metadata": {"name": f"j{index}"},
-        "spec": {"replicas": REPLICAS, "template": {
-            "metadata": {"annotations": annotations},
-            "spec": {"containers": [{"name": "main", "image": "busybox"}]}}},
+        "apiVersion": "ucloud.dk/v1",
+        "kind": "UCloudJob",
+        "metadata": {"name": f"j{index}"},
+        "spec": {
+            "replicas": REPLICAS,
+            "template": {
+                "metadata": {"annotations": annotations},
+                "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+            },
+        },
     }
 
 
@@ -57,25 +63,43 @@ def main(jobs: int) -> None:
             time.sleep(0.2)
     log = Path("/tmp/cpu_probe.log").open("w")  # noqa: SIM115 - the operator's lifetime
     operator = subprocess.Popen(
-        [sys.executable, "-m", "ucloud_operator", "-n", namespace,
-         "--metrics-address", "127.0.0.1:0", "--health-address", "127.0.0.1:0",
-         "--lease-name", namespace, "--lease-namespace", namespace],
-        env={**os.environ, "KUBECONFIG": kubeconfig}, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "ucloud_operator",
+            "-n",
+            namespace,
+            "--metrics-address",
+            "127.0.0.1:0",
+            "--health-address",
+            "127.0.0.1:0",
+            "--lease-name",
+            namespace,
+            "--lease-namespace",
+            namespace,
+        ],
+        env={**os.environ, "KUBECONFIG": kubeconfig},
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     time.sleep(4)  # let it start: its start-up CPU is not the jobs' cost
     before, started = cpu_seconds(operator.pid), time.monotonic()
     for index in range(jobs):
-        custom.create_namespaced_custom_object("ucloud.dk", "v1", namespace, "ucloudjobs",
-                                               job(index))
+        custom.create_namespaced_custom_object(
+            "ucloud.dk", "v1", namespace, "ucloudjobs", job(index)
+        )
     done = 0
     while done < jobs and time.monotonic() - started < TIMEOUT_SECONDS:
-        items = custom.list_namespaced_custom_object("ucloud.dk", "v1", namespace,
-                                                     "ucloudjobs")["items"]
+        items = custom.list_namespaced_custom_object("ucloud.dk", "v1", namespace, "ucloudjobs")[
+            "items"
+        ]
         done = sum((j.get("status") or {}).get("state") == "SUCCESS" for j in items)
         time.sleep(1)
     used = cpu_seconds(operator.pid) - before
-    print(f"N={jobs} R={REPLICAS} done={done} wall={time.monotonic() - started:.1f}s "
-          f"cpu={used:.2f}s cpu/job={used / jobs * 1000:.1f}ms peak_rss={peak_rss(operator.pid)}")
+    print(
+        f"N={jobs} R={REPLICAS} done={done} wall={time.monotonic() - started:.1f}s "
+        f"cpu={used:.2f}s cpu/job={used / jobs * 1000:.1f}ms peak_rss={peak_rss(operator.pid)}"
+    )
     operator.terminate()
     operator.wait()
     core.delete_namespace(namespace)

@@ -123,14 +123,17 @@ def table(out: dict[str, Any]) -> str:
                 frac = bound.get("achieved_fraction")
                 lines.append(
                     f"| {phase['system']} | {phase['regime']} | {phase['finished']}/"
-                    f"{phase['jobs_expected']} | {_ms(r['p50'])} / {_ms(r['p95'])} / "
+                    f"{phase['jobs_expected']}"
+                    f"{f' ({missed} never RUNNING)' if (missed := phase['missed_running']) else ''}"
+                    f" | {_ms(r['p50'])} / {_ms(r['p95'])} / "
                     f"{_ms(r['p99'])} / {_ms(r['max'])} | {_ms(c['p50'])} / {_ms(c['p95'])} / "
                     f"{_ms(c['p99'])} / {_ms(c['max'])} | {tp['jobs_per_second']} | "
                     f"{tp['transitions_per_second']} ({tp['peak_transitions_per_second_1s']}) | "
                     f"{'-' if frac is None else f'{frac * 100:.0f} %'} | "
                     f"{own if own is not None else '-'}"
                     f"{f' ({minimum:g})' if minimum is not None else ''} / "
-                    f"{api.get('writes_per_job_all_clients', '-')} | "
+                    f"{api.get('writes_per_job_all_clients', '-')}"
+                    f"{'' if api.get('audit_complete', True) else ' (audit cut short)'} | "
                     f"{proc.get('cpu_ms_per_job', '-')} | {proc.get('vm_hwm_mib', '-')} | "
                     f"{_ms(stall.get('max_stall_upper_bound_seconds'))} |"
                 )

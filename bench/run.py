@@ -504,6 +504,7 @@ class Phase:
                 **result,
                 "processes": processes,
                 "measured_seconds": round(elapsed, 2),
+                "end_unix": round(self.end_wall, 3),
                 "loadavg_start": load_start,
                 "loadavg_end": load_end,
             }
@@ -559,6 +560,47 @@ class Phase:
             if time.monotonic() - last_report > 30:
                 last_report = time.monotonic()
                 log(f"  {self.namespace}: {self.tail.finished}/{self.n} final")
+
+
+def attach_audit(
+    files: list[str],
+    items: list[tuple[dict[str, Any], str, float, dict[str, str]]],
+    ceiling: float,
+    replicas: int,
+) -> None:
+    """Add `api` and `pipeline_bound` to phase results: (result, namespace, end, pod -> job)."""
+    size = sum(os.path.getsize(f) for f in files)
+    log(f"reading the audit log ({len(files)} file(s), {size / 1e6:.0f} MB)")
+    scanned, _ = audit.scan(files, {ns: end for _, ns, end, _ in items}, replicas)
+    for result, namespace, _, pod_job in items:
+        system = "operator" if result["system"] == "operator" else "jobs"
+        counted = audit.report(scanned[namespace], result["n"], pod_job, system, replicas)
+        api = result["api"] = counted
+        writes = counted["writes_per_job_all_clients"]
+        if system == "operator":
+            transitions = result["throughput"]["transitions"] / max(1, result["finished"])
+            api["operator_writes_per_job"] = counted["writes_per_job_by_client"].get(
+                "operator", 0.0
+            )
+            api["state_changes_per_job"] = round(transitions, 3)
+            api["operator_minimum_writes_per_job"] = round(
+                replicas + (1 if replicas > 1 else 0) + MIN_WRITES_PER_STATE_CHANGE * transitions,
+                3,
+            )
+        else:
+            api["job_controller_writes_per_job"] = counted["writes_per_job_by_client"].get(
+                "job-controller", 0.0
+            )
+        result.pop("pipeline_bound", None)
+        if writes:
+            bound = ceiling / writes
+            jps = result["throughput"]["jobs_per_second"] or 0.0
+            result["pipeline_bound"] = {
+                "writes_per_job_all_components": writes,
+                "jobs_per_second": round(bound, 2),
+                "transitions_per_second": round(3 * bound, 2),
+                "achieved_fraction": round(jps / bound, 3) if bound else None,
+            }
 
 
 class Bench:
@@ -630,8 +672,9 @@ class Bench:
                 if not args.keep_cluster:
                     cluster.down(self.cluster_name, self.artifacts / "cluster.log")
                 if not args.keep_audit:
-                    with contextlib.suppress(OSError):
-                        audit_log.unlink()
+                    for path in audit.files(str(audit_log)):
+                        with contextlib.suppress(OSError):
+                            os.unlink(path)
         return out, pace
 
     async def calibrate(self) -> dict[str, Any]:
@@ -657,8 +700,10 @@ class Bench:
         writes_per_job = 30.0  # the reference's estimate, when no burst phase ran before
         ops = [p for p in done if p.system == "operator" and p.tail is not None]
         if ops:
-            scanned = audit.scan(
-                str(audit_log), {ops[0].namespace: ops[0].end_wall}, self.args.replicas
+            scanned, _ = audit.scan(
+                audit.files(str(audit_log)),
+                {ops[0].namespace: ops[0].end_wall},
+                self.args.replicas,
             )
             counted = audit.report(
                 scanned[ops[0].namespace],
@@ -685,42 +730,11 @@ class Bench:
     def add_audit(self, audit_log: Path, phases: list[Phase], ceiling: float) -> None:
         if not phases:
             return
-        log(f"reading the audit log ({audit_log.stat().st_size / 1e6:.0f} MB)")
-        scanned = audit.scan(
-            str(audit_log), {p.namespace: p.end_wall for p in phases}, self.args.replicas
-        )
+        items = []
         for p in phases:
             assert p.tail is not None
-            counted = audit.report(
-                scanned[p.namespace], p.n, analysis.pod_to_job(p.tail), p.system, self.args.replicas
-            )
-            api = p.result["api"] = counted
-            writes = counted["writes_per_job_all_clients"]
-            if p.system == "operator":
-                transitions = p.result["throughput"]["transitions"] / max(1, p.result["finished"])
-                api["operator_writes_per_job"] = counted["writes_per_job_by_client"].get(
-                    "operator", 0.0
-                )
-                api["state_changes_per_job"] = round(transitions, 3)
-                api["operator_minimum_writes_per_job"] = round(
-                    self.args.replicas
-                    + (1 if self.args.replicas > 1 else 0)
-                    + MIN_WRITES_PER_STATE_CHANGE * transitions,
-                    3,
-                )
-            else:
-                api["job_controller_writes_per_job"] = counted["writes_per_job_by_client"].get(
-                    "job-controller", 0.0
-                )
-            if writes:
-                bound = ceiling / writes
-                jps = p.result["throughput"]["jobs_per_second"] or 0.0
-                p.result["pipeline_bound"] = {
-                    "writes_per_job_all_components": writes,
-                    "jobs_per_second": round(bound, 2),
-                    "transitions_per_second": round(3 * bound, 2),
-                    "achieved_fraction": round(jps / bound, 3) if bound else None,
-                }
+            items.append((p.result, p.namespace, p.end_wall, analysis.pod_to_job(p.tail)))
+        attach_audit(audit.files(str(audit_log)), items, ceiling, self.args.replicas)
 
     async def resident(self) -> dict[str, Any]:  # noqa: PLR0915
         """--resident UCloudJobs that stay RUNNING: the operator's memory at that size."""

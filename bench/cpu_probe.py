@@ -3,20 +3,29 @@ running local cluster (UCLOUD_CLUSTER, default itest), the operator as a subproc
 seconds read from /proc before and after.
 
     .venv/bin/python bench/cpu_probe.py 100
+    UCLOUD_PROBE_PROFILE=/tmp/probe.txt .venv/bin/python bench/cpu_probe.py 100  # + py-spy (raw)
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from kubernetes import client, config
 
 REPLICAS = 4
 TIMEOUT_SECONDS = 300
+METRICS_PORT = 18931
+COUNTED = (
+    "ucloud_watch_events_total",
+    "ucloud_api_requests_total",
+    "ucloud_reconcile_seconds_count",
+)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -70,7 +79,7 @@ def main(jobs: int) -> None:
             "-n",
             namespace,
             "--metrics-address",
-            "127.0.0.1:0",
+            f"127.0.0.1:{METRICS_PORT}",
             "--health-address",
             "127.0.0.1:0",
             "--lease-name",
@@ -83,6 +92,26 @@ def main(jobs: int) -> None:
         stderr=subprocess.STDOUT,
     )
     time.sleep(4)  # let it start: its start-up CPU is not the jobs' cost
+    profile = os.environ.get("UCLOUD_PROBE_PROFILE")
+    spy = None
+    if profile:  # py-spy from the bench extra; --nonblocking so it does not pause the operator
+        spy = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--pid",
+                str(operator.pid),
+                "--rate",
+                "200",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--output",
+                profile,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     before, started = cpu_seconds(operator.pid), time.monotonic()
     for index in range(jobs):
         custom.create_namespaced_custom_object(
@@ -100,6 +129,14 @@ def main(jobs: int) -> None:
         f"N={jobs} R={REPLICAS} done={done} wall={time.monotonic() - started:.1f}s "
         f"cpu={used:.2f}s cpu/job={used / jobs * 1000:.1f}ms peak_rss={peak_rss(operator.pid)}"
     )
+    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics") as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(COUNTED):  # per job: what the CPU is spent on
+                name, _, value = line.rpartition(" ")
+                print(f"  {name} {float(value) / jobs:.2f}/job")
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait()
     operator.terminate()
     operator.wait()
     core.delete_namespace(namespace)

@@ -32,6 +32,10 @@ JobKey = tuple[str, str]  # (namespace, name)
 # ControllerExpectations use the same five minutes).
 CREATE_EXPECTATION_SECONDS = 300.0
 MAX_RETRY_DELAY_SECONDS = 300.0
+# A status change that is no new state (runningReplicas, a reason, a replica's fate) waits this
+# long, so the pod events of a gang coming up end in one patch: the Job controller batches its
+# pod-driven syncs the same way (SyncJobBatchPeriod, also 1 s). New states are written at once.
+STATUS_BATCH_SECONDS = 1.0
 
 
 class Controller:
@@ -44,6 +48,7 @@ class Controller:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         leading: Callable[[], bool] = lambda: True,
+        batch_seconds: float = STATUS_BATCH_SECONDS,
     ) -> None:
         self.queue: WorkQueue[JobKey] = WorkQueue()
         self._api = api
@@ -58,6 +63,8 @@ class Controller:
         self._deleting: dict[JobKey, set[str]] = {}
         self._failures: dict[JobKey, int] = {}
         self._pod_event_at: dict[JobKey, float] = {}  # first pod event not yet written out
+        self._batch_seconds = batch_seconds
+        self._batch_due: dict[JobKey, float] = {}  # monotonic time a held-back change is written
 
     def enqueue(self, key: JobKey, pod_event: bool = False) -> None:
         if pod_event:
@@ -70,6 +77,7 @@ class Controller:
             memory.pop(key, None)
         self._failures.pop(key, None)
         self._pod_event_at.pop(key, None)
+        self._batch_due.pop(key, None)
         self.queue.forget(key)
 
     def resync(self, keys: Iterable[JobKey]) -> None:
@@ -124,10 +132,14 @@ class Controller:
         if decision.create_ranks:
             await self._create(key, job, decision)
             decision = decide(job, self._observe(key, job), self._clock(), self._settings)
-        if decision.changed:
+        if decision.changed and self._held_back(key, job, decision):
+            if pod_event_at is not None:
+                self._pod_event_at.setdefault(key, pod_event_at)
+        elif decision.changed:
             patch = merge_patch(job.status, decision.status)
             await self._api.patch_status(job.namespace, job.name, patch)
             self._written[key] = decision.status
+            self._batch_due.pop(key, None)
             if pod_event_at is not None:
                 POD_EVENT_TO_STATUS.observe(time.monotonic() - pod_event_at)
         if decision.event is not None:
@@ -139,6 +151,22 @@ class Controller:
         if decision.recheck_at is not None:
             self.queue.add_at(key, decision.recheck_at)
         return decision
+
+    def _held_back(self, key: JobKey, job: Job, decision: Decision) -> bool:
+        """Whether this change waits for the batch period (and the key is requeued for then).
+        Level-triggered: the pass at the due time recomputes it from what is observed then."""
+        urgent = (
+            decision.event is not None
+            or decision.status.observed_generation != job.status.observed_generation
+        )
+        if urgent or self._batch_seconds <= 0:
+            return False
+        now = time.monotonic()
+        due = self._batch_due.setdefault(key, now + self._batch_seconds)
+        if now >= due:
+            return False
+        self.queue.add_after(key, due - now)
+        return True
 
     def _previous_status(self, key: JobKey, job: Job) -> UCloudJobStatus:
         written = self._written.get(key)

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .models import UCloudJobSpec, UCloudJobStatus
+from .pod_policy import template_violations
 from .state import Job
 
 logger = logging.getLogger(__name__)
@@ -23,10 +24,14 @@ def read_job(body: Mapping[str, Any]) -> Job:
     meta = body.get("metadata") or {}
     spec: UCloudJobSpec | None = None
     spec_error = None
+    raw_spec = body.get("spec") or {}
     try:
-        spec = UCloudJobSpec.model_validate(body.get("spec") or {})
+        spec = UCloudJobSpec.model_validate(raw_spec)
     except ValidationError as error:
         spec_error = _short(error)
+    template = raw_spec.get("template") if isinstance(raw_spec, Mapping) else None
+    # Checked once per job event on the template as written, not on every pass of the rules.
+    violations = template_violations(template) if isinstance(template, Mapping) else []
     try:
         status = UCloudJobStatus.model_validate(body.get("status") or {})
     except ValidationError as error:
@@ -43,6 +48,7 @@ def read_job(body: Mapping[str, Any]) -> Job:
         spec=spec,
         status=status,
         spec_error=spec_error,
+        template_violations=tuple(violations),
     )
 
 

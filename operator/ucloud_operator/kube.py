@@ -154,7 +154,10 @@ class KubeApi:
                     method, self._base + path, data=data, headers=self._headers(content_type)
                 ) as response:
                     status = response.status
-                    text = await response.text() if status >= 300 else ""
+                    # Read every body: an unread one closes the connection, and the next
+                    # request pays a new TLS handshake.
+                    payload = await response.read()
+                    text = payload.decode(errors="replace") if status >= 300 else ""
             except (aiohttp.ClientError, TimeoutError, OSError) as error:
                 API_REQUESTS.labels(verb, resource, "0").inc()
                 failure = Transient(f"{verb} {resource}: {error!r}")

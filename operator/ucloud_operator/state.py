@@ -31,7 +31,6 @@ from .models import (
     UCloudJobSpec,
     UCloudJobStatus,
 )
-from .pod_policy import template_violations
 from .replicas import (
     CONTAINER_CREATE_RETRYING,
     CONTAINER_CREATING,
@@ -69,6 +68,7 @@ class Job:
     spec: UCloudJobSpec | None
     status: UCloudJobStatus
     spec_error: str | None = None
+    template_violations: tuple[str, ...] = ()  # what the pod policy refuses in the template
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +124,8 @@ def decide(job: Job, observed: Observed, now: datetime, settings: Settings) -> D
 
 
 def _final_is_final(previous: UCloudJobStatus) -> Outcome | None:
-    # Rule 1: later pod events only refresh replicaStatuses; leftover pods are deleted.
+    # Rule 1: later pod events only refresh the replicas that ended on their own; leftover
+    # pods are deleted.
     if previous.state is None or not previous.state.is_final:
         return None
     return Outcome(
@@ -296,9 +297,7 @@ class _Facts:
         recorded = {entry.rank for entry in job.status.replica_statuses}
         lost = frozenset(recorded - pods.keys() - observed.creating)
         expires_at = _expires_at(job, job.status.started_at)
-        violations: tuple[str, ...] = ()
-        if job.spec is not None and settings.forbid_privileged_templates:
-            violations = tuple(template_violations(job.spec.template.model_dump(by_alias=True)))
+        violations = job.template_violations if settings.forbid_privileged_templates else ()
         return _Facts(
             pods=pods,
             refused=observed.refused,
@@ -432,10 +431,16 @@ def _replica_statuses(job: Job, facts: _Facts, outcome: Outcome) -> list[Replica
     entries = []
     for rank in sorted(facts.created_ranks | set(outcome.create_ranks)):
         pod = facts.pods.get(rank)
-        if pod is not None:
+        entry = recorded.get(rank)
+        if entry is not None and entry.phase == PHASE_DELETED:
+            # The operator's delete is the replica's fate: how the pod then went away is not
+            # news, and writing it would cost a patch per replica after every final state.
+            entries.append(entry)
+        elif pod is not None and outcome.delete_active and pod.active:
+            entries.append(_replica_status(rank, pod).model_copy(update={"phase": PHASE_DELETED}))
+        elif pod is not None:
             entries.append(_replica_status(rank, pod))
-        elif rank in recorded:
-            entry = recorded[rank]
+        elif entry is not None:
             if entry.phase not in TERMINAL_PHASES:
                 gone = PHASE_MISSING if was_active else PHASE_DELETED
                 entry = entry.model_copy(update={"phase": gone})

@@ -51,12 +51,17 @@ class FakeApi:
 class World:
     """The watch's view: jobs and pods by key, changed by the test."""
 
-    def __init__(self, the_job: Job, *pods: ReplicaPod) -> None:
+    def __init__(self, the_job: Job, *pods: ReplicaPod, batch_seconds: float = 1.0) -> None:
         self.job: Job | None = the_job
         self.pods = list(pods)
         self.api = FakeApi()
         self.controller = Controller(
-            self.api, Settings(), lambda key: self.job, lambda key: self.pods, clock=lambda: NOW
+            self.api,
+            Settings(),
+            lambda key: self.job,
+            lambda key: self.pods,
+            clock=lambda: NOW,
+            batch_seconds=batch_seconds,
         )
 
     async def reconcile(self) -> Any:
@@ -131,6 +136,59 @@ async def test_the_final_state_is_written_before_pods_are_deleted_and_only_once(
     world.api.calls.clear()
     await world.reconcile()  # the delete is not yet visible: no second delete
     assert "delete Pod" not in world.api.kinds()
+
+
+async def test_a_change_that_is_no_new_state_is_batched_into_one_patch() -> None:
+    world = World(job(replicas=3), batch_seconds=0.2)
+    first = await world.reconcile()
+    world.job = replace(world.job, status=first.status)
+    world.api.calls.clear()
+    for ready in (1, 2):  # replicas come up one by one: runningReplicas 1, then 2
+        world.pods = [pod(r).running().observe() for r in range(ready)]
+        world.pods += [pod(r).observe() for r in range(ready, 3)]
+        await world.reconcile()
+    assert world.api.calls == []  # held back, not lost: the key is requeued for the batch's end
+    runner = asyncio.create_task(world.controller.run(workers=1))
+    try:
+        patches = await _patches(world, count=1)
+    finally:
+        runner.cancel()
+    assert len(patches) == 1
+    assert patches[0]["runningReplicas"] == 2 and patches[0]["state"] == "IN_QUEUE"
+
+
+async def test_a_new_state_is_written_at_once_even_inside_a_batch() -> None:
+    world = World(job(replicas=2), batch_seconds=60)
+    first = await world.reconcile()
+    world.job = replace(world.job, status=first.status)
+    world.pods = [pod(0).running().observe(), pod(1).observe()]
+    world.api.calls.clear()
+    await world.reconcile()
+    assert world.api.calls == []  # 1/2 running: waits up to a minute
+    world.pods = [pod(0).running().observe(), pod(1).running().observe()]
+    decision = await world.reconcile()
+    assert decision.status.state is JobState.RUNNING
+    assert world.api.kinds() == ["patch status", "event"]
+
+
+async def test_a_spec_edit_is_acknowledged_at_once() -> None:
+    world = World(job(deadline=60), batch_seconds=60)
+    first = await world.reconcile()
+    world.job = job(deadline=120, generation=2, status=first.status)
+    world.api.calls.clear()
+    await world.reconcile()
+    assert [c[1]["observedGeneration"] for c in world.api.calls] == [2]
+
+
+async def _patches(world: World, count: int, seconds: float = 5.0) -> list[dict[str, Any]]:
+    """The status patches written, once there are `count` of them (polled with a deadline)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        patches = [body for kind, body in world.api.calls if kind == "patch status"]
+        if len(patches) >= count:
+            return patches
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} patch(es) expected in {seconds} s; calls: {world.api.calls}")
 
 
 async def test_pods_of_an_earlier_job_of_the_same_name_are_ignored() -> None:

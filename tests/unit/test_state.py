@@ -56,13 +56,22 @@ def test_rule_1_final_state_deletes_leftover_pods() -> None:
     assert decision.delete_pods == ("sim-1",)
 
 
-def test_rule_1_final_state_refreshes_replica_statuses_without_an_event() -> None:
+def test_rule_1_final_state_marks_the_replicas_it_deletes_in_the_same_write() -> None:
     final = final_job(JobState.SUCCESS)
-    decision = run(final, pod(0).terminated(0), pod(1).terminated(137, "Error"))
-    assert decision.changed  # a replica's termination is worth writing
-    assert decision.event is None
-    assert [r.exit_code for r in decision.status.replica_statuses] == [0, 137]
-    assert len(decision.status.updates) == len(final.status.updates)
+    phases = [(r.rank, r.phase, r.exit_code) for r in final.status.replica_statuses]
+    assert phases == [(0, "Succeeded", 0), (1, "Deleted", None)]
+    assert final.status.running_replicas == 0
+
+
+def test_rule_1_a_replica_the_operator_deleted_stays_deleted_without_a_write() -> None:
+    # The SIGKILL of the delete (137) is not news: no patch after the final one.
+    final = final_job(JobState.SUCCESS)
+    for later in ([pod(0).terminated(0), pod(1).terminated(137, "Error")], [pod(0).terminated(0)]):
+        decision = run(final, *later)
+        assert not decision.changed
+        assert decision.event is None
+        assert [r.phase for r in decision.status.replica_statuses] == ["Succeeded", "Deleted"]
+        assert len(decision.status.updates) == len(final.status.updates)
 
 
 # --- Rule 2: cancel ---------------------------------------------------------------------------

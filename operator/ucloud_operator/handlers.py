@@ -22,7 +22,14 @@ from .http import Check, Server, watchers_alive
 from .jobs import read_job
 from .kube import KubeApi, load_client_config
 from .leader import LeaderElector
-from .metrics import LEADER, QUEUE_DEPTH, REGISTRY, WATCH_EVENTS, JobsByState
+from .metrics import (
+    LEADER,
+    QUEUE_DEPTH,
+    REGISTRY,
+    WATCH_EVENTS,
+    JobsByState,
+    measure_event_loop_lag,
+)
 from .models import GROUP, JOB_NAME_LABEL, PLURAL, VERSION
 from .replicas import ReplicaPod, observe
 from .settings import OperatorSettings
@@ -46,6 +53,7 @@ class Runtime:
         self.jobs_by_state: JobsByState | None = None
         self.elector: LeaderElector | None = None
         self.lease_task: asyncio.Task[None] | None = None
+        self.lag_task: asyncio.Task[None] | None = None
 
     def healthy(self) -> Check:
         """Alive: the sync loop runs and kopf's watchers have not ended."""
@@ -140,6 +148,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
         lambda: (job.status.state for store in ucloud_jobs.values() for job in store)
     )
     REGISTRY.register(runtime.jobs_by_state)
+    runtime.lag_task = asyncio.create_task(measure_event_loop_lag(), name="event-loop lag")
     runtime.server = Server(runtime.healthy, runtime.ready)
     await runtime.server.start(ours.metrics_address, ours.health_address)
 
@@ -151,7 +160,7 @@ async def stop(memo: Any, **_: Any) -> None:
         await runtime.server.stop()
     if runtime.jobs_by_state is not None:
         REGISTRY.unregister(runtime.jobs_by_state)
-    for task in (runtime.task, runtime.lease_task):
+    for task in (runtime.task, runtime.lease_task, runtime.lag_task):
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -60,6 +61,32 @@ LEADER = Gauge(
     "ucloud_leader", "1 while this replica holds the Lease and acts, else 0.", registry=REGISTRY
 )
 QUEUE_DEPTH = Gauge("ucloud_workqueue_depth", "Job keys waiting for a pass.", registry=REGISTRY)
+EVENT_LOOP_LAG = Histogram(
+    "ucloud_event_loop_lag_seconds",
+    "How late a 100 ms timer of the event loop fired: how long the loop was held up.",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+EVENT_LOOP_LAG_MAX = Gauge(
+    "ucloud_event_loop_lag_max_seconds",
+    "The longest event-loop stall since the operator started.",
+    registry=REGISTRY,
+)
+
+
+async def measure_event_loop_lag(interval: float = 0.1) -> None:
+    """Sleep `interval` again and again; how late each wake-up comes is a stall of the loop
+    (a long callback, a garbage collection, or the process waiting for a CPU)."""
+    loop = asyncio.get_running_loop()
+    longest = 0.0
+    while True:
+        asleep = loop.time()
+        await asyncio.sleep(interval)
+        lag = max(0.0, loop.time() - asleep - interval)
+        EVENT_LOOP_LAG.observe(lag)
+        if lag > longest:
+            longest = lag
+            EVENT_LOOP_LAG_MAX.set(lag)
 
 
 class JobsByState(Collector):

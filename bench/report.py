@@ -144,7 +144,8 @@ def table(out: dict[str, Any]) -> str:
         op = res.get("operator", {})
         lines.append(
             f"**Resident:** {res.get('running')}/{res['jobs']} UCloudJobs x {res['replicas']} "
-            f"replicas RUNNING: operator peak RSS (VmHWM) {op.get('vm_hwm_mib')} MiB, "
+            f"replicas {res.get('resident_state', 'RUNNING')} (pods "
+            f"{res.get('pods', 'running')}): operator peak RSS (VmHWM) {op.get('vm_hwm_mib')} MiB, "
             f"longest event-loop stall {_ms(_loop_lag(op.get('metrics')))} ms "
             f"in the loop, <= "
             f"{_ms((res.get('event_loop_stall') or {}).get('max_stall_upper_bound_seconds'))} ms "

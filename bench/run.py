@@ -62,27 +62,36 @@ def log(message: str) -> None:
 
 
 # ---------------------------------------------------------------- objects
-def annotations(run_seconds: float) -> dict[str, str]:
+def annotations(run_seconds: float, stay_pending: bool = False) -> dict[str, str]:
+    if stay_pending:  # resident, pending: KWOK leaves the pod alone (hack/kwok-stages.yaml)
+        return {"ucloud.dk/test-stay-pending": "true"}
     if run_seconds <= 0:  # resident: stays Running
         return {}
     return {"ucloud.dk/test-exit-code": "0", "ucloud.dk/test-exit-after": f"{run_seconds:g}s"}
 
 
-def pod_template(run_seconds: float, node_name: str | None = None) -> dict[str, Any]:
+def pod_template(
+    run_seconds: float, node_name: str | None = None, stay_pending: bool = False
+) -> dict[str, Any]:
     spec: dict[str, Any] = {"containers": [{"name": "main", "image": "bench"}]}
     if node_name:
         spec["nodeName"] = node_name
-    return {"metadata": {"annotations": annotations(run_seconds)}, "spec": spec}
+    return {"metadata": {"annotations": annotations(run_seconds, stay_pending)}, "spec": spec}
 
 
 def ucloudjob(
-    name: str, replicas: int, run_seconds: float, node_name: str | None = None
+    name: str,
+    replicas: int,
+    run_seconds: float,
+    node_name: str | None = None,
+    stay_pending: bool = False,
 ) -> dict[str, Any]:
+    template = pod_template(run_seconds, node_name, stay_pending)
     return {
         "apiVersion": "ucloud.dk/v1",
         "kind": "UCloudJob",
         "metadata": {"name": name},
-        "spec": {"replicas": replicas, "template": pod_template(run_seconds, node_name)},
+        "spec": {"replicas": replicas, "template": template},
     }
 
 
@@ -307,6 +316,7 @@ async def submit(  # noqa: PLR0917
     prefix: str = "j",
     node_names: list[str] | None = None,
     concurrency: int = 64,
+    stay_pending: bool = False,
 ) -> dict[str, Any]:
     """Create n jobs: all at once (pace None; `concurrency` requests in flight) or at `pace`/s."""
     if system == "operator":
@@ -320,7 +330,7 @@ async def submit(  # noqa: PLR0917
         name = f"{prefix}-{i:05d}"
         node_name = node_names[i % len(node_names)] if node_names else None
         body = (
-            ucloudjob(name, replicas, run_seconds, node_name)
+            ucloudjob(name, replicas, run_seconds, node_name, stay_pending)
             if system == "operator"
             else batch_job(name, replicas, run_seconds)
         )
@@ -742,8 +752,16 @@ class Bench:
         """--resident UCloudJobs that stay RUNNING: the operator's memory at that size."""
         args = self.args
         n, ns = args.resident, "bench-resident"
-        log(f"resident: {n} UCloudJobs x {args.replicas} replicas kept Running")
-        out: dict[str, Any] = {"jobs": n, "replicas": args.replicas, "namespace": ns}
+        pending = args.resident_pods == "pending"
+        wanted = "IN_QUEUE" if pending else "RUNNING"  # every replica pod created and observed
+        log(f"resident: {n} UCloudJobs x {args.replicas} replicas, pods {args.resident_pods}")
+        out: dict[str, Any] = {
+            "jobs": n,
+            "replicas": args.replicas,
+            "namespace": ns,
+            "pods": args.resident_pods,
+            "resident_state": wanted,
+        }
         workdir = self.artifacts / ns
         workdir.mkdir(parents=True, exist_ok=True)
         async with Client(self.kubeconfig, "driver", pool=80, timeout=60) as client:
@@ -804,6 +822,7 @@ class Bench:
                         None,
                         prefix="r",
                         node_names=nodes,
+                        stay_pending=pending,
                     )
                 )
                 growth: list[dict[str, Any]] = []
@@ -814,7 +833,7 @@ class Bench:
                     await asyncio.sleep(2)
                     tail.poll()
                     tracked.sample()
-                    running = sum(1 for t in tail.jobs.values() if t.last_state == "RUNNING")
+                    running = sum(1 for t in tail.jobs.values() if t.last_state == wanted)
                     growth.append(
                         {
                             "t": round(time.monotonic() - start, 1),
@@ -841,16 +860,22 @@ class Bench:
             if (workdir / "stall.json").exists():
                 out["event_loop_stall"] = json.loads((workdir / "stall.json").read_text())
             out["method"] = (
-                "pods pinned to the bench nodes by nodeName (the scheduler is "
-                "bypassed: only memory is measured), no exit annotation (replicas "
-                "stay Running); RSS from /proc/<pid>/status"
+                "pods pinned to the bench nodes by nodeName (the scheduler is bypassed: only "
+                "memory is measured); "
+                + (
+                    "annotated ucloud.dk/test-stay-pending, so KWOK leaves them Pending and "
+                    "the jobs stay IN_QUEUE with all replicas created and watched"
+                    if pending
+                    else "no exit annotation (replicas stay Running)"
+                )
+                + "; RSS from /proc/<pid>/status"
             )
             try:
                 await delete_namespace(client, ns, 600)
             except Exception as error:  # the figures are taken; cleanup dies with the cluster
                 log(f"resident cleanup failed: {error!r}")
         log(
-            f"resident: {out.get('running')}/{n} RUNNING, operator peak RSS "
+            f"resident: {out.get('running')}/{n} {wanted}, operator peak RSS "
             f"{out.get('operator', {}).get('vm_hwm_mib')} MiB"
         )
         return out
@@ -983,6 +1008,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=10000,
         help="UCloudJobs kept Running for the memory figure (0: skip); run once, "
         "after the largest scale, in the first configuration",
+    )
+    p.add_argument(
+        "--resident-pods",
+        choices=("pending", "running"),
+        default="pending",
+        help="resident replica pods left Pending by KWOK (the operator's index holds them just "
+        "the same) or made Running (40,000 status writes more: about an hour on 2 cores)",
     )
     p.add_argument("--resident-timeout", type=float, default=1800)
     p.add_argument("--resident-settle", type=float, default=20)

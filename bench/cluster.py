@@ -45,10 +45,10 @@ def kwokctl_args(audit_log: Path, extra: dict[str, list[str]]) -> list[str]:
         str(ROOT / "bench" / "audit-policy.yaml"),
         "--extra-args",
         f"kube-apiserver=audit-log-path={audit_log}",
-        # The log would rotate at 100 MB (the default, even with 0) and lose counts:
-        # a size no run reaches. audit.files() reads rotated backups all the same.
-        "--extra-args",
-        "kube-apiserver=audit-log-maxsize=100000",
+        # The log rotates at 100 MB and keeps every backup; audit.files() reads them all.
+        # No second kube-apiserver flag: kwokctl 0.8.0 panics (index out of range) when two
+        # components each get more than one --extra-args (it indexes its patches by the flag's
+        # position), and the lifted configuration gives kube-controller-manager two.
     ]
     for component, flags in extra.items():
         for flag in flags:

@@ -95,6 +95,10 @@ def table(out: dict[str, Any]) -> str:
     ]
     for scale in out["scales"]:
         for config, entry in scale["configs"].items():
+            if "error" in entry:
+                lines.append(f"**N = {scale['n']}, kcm {config}:** not measured: {entry['error']}")
+                lines.append("")
+                continue
             cal = entry["calibration"]
             flags = entry["component_flags"].get("kube-controller-manager", "(defaults)")
             lines.append(

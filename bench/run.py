@@ -640,9 +640,14 @@ class Bench:
             self.cluster_name = f"{args.cluster_prefix}-{config}"
             audit_log = self.artifacts / f"audit-{n}-{config}.log"
             log(f"cluster {self.cluster_name} ({config}): starting")
-            self.kubeconfig = cluster.up(
-                self.cluster_name, audit_log, extra, self.artifacts / "cluster.log"
-            )
+            try:
+                self.kubeconfig = cluster.up(
+                    self.cluster_name, audit_log, extra, self.artifacts / "cluster.log"
+                )
+            except (SystemExit, Exception) as error:  # keep the configurations already measured
+                log(f"cluster {self.cluster_name} did not start ({error}); {config} skipped")
+                out["configs"][config] = {"error": f"cluster did not start: {error}"}
+                continue
             try:
                 await cluster.prepare(self.kubeconfig, args.nodes, args.node_pods)
                 entry: dict[str, Any] = {

@@ -49,6 +49,7 @@ class Controller:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         leading: Callable[[], bool] = lambda: True,
         batch_seconds: float = STATUS_BATCH_SECONDS,
+        create_concurrency: int = 16,
     ) -> None:
         self.queue: WorkQueue[JobKey] = WorkQueue()
         self._api = api
@@ -65,6 +66,8 @@ class Controller:
         self._pod_event_at: dict[JobKey, float] = {}  # first pod event not yet written out
         self._batch_seconds = batch_seconds
         self._batch_due: dict[JobKey, float] = {}  # monotonic time a held-back change is written
+        self._creations: dict[JobKey, asyncio.Task[None]] = {}  # pods being created, per job
+        self._create_slots = asyncio.Semaphore(create_concurrency)  # pod POSTs in flight
 
     def enqueue(self, key: JobKey, pod_event: bool = False) -> None:
         if pod_event:
@@ -102,26 +105,35 @@ class Controller:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                RECONCILE_ERRORS.inc()
-                failures = self._failures[key] = self._failures.get(key, 0) + 1
-                delay = min(MAX_RETRY_DELAY_SECONDS, 0.5 * 2**failures)
-                level = logging.WARNING if isinstance(error, Transient | Refused) else logging.ERROR
-                _log(key).log(
-                    level,
-                    "reconcile failed (retry in %.1fs): %s",
-                    delay,
-                    error,
-                    exc_info=level == logging.ERROR,
-                )
-                self.queue.add_after(key, delay)
+                self._retry_later(key, error)
             finally:
                 self.queue.done(key)
+
+    def _retry_later(self, key: JobKey, error: Exception) -> None:
+        RECONCILE_ERRORS.inc()
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        delay = min(MAX_RETRY_DELAY_SECONDS, 0.5 * 2**failures)
+        level = logging.WARNING if isinstance(error, Transient | Refused) else logging.ERROR
+        _log(key).log(
+            level,
+            "reconcile failed (retry in %.1fs): %s",
+            delay,
+            error,
+            exc_info=level == logging.ERROR,
+        )
+        self.queue.add_after(key, delay)
+
+    def creation(self, key: JobKey) -> asyncio.Task[None] | None:
+        """The task creating the job's pods, while there is one."""
+        return self._creations.get(key)
 
     async def reconcile(self, key: JobKey) -> Decision | None:
         with RECONCILE.time():
             return await self._reconcile(key)
 
     async def _reconcile(self, key: JobKey) -> Decision | None:
+        if key in self._creations:
+            return None  # the creating task requeues the job once its pods exist
         pod_event_at = self._pod_event_at.pop(key, None)  # later events start a new clock
         seen = self._jobs(key)
         if seen is None:
@@ -130,8 +142,15 @@ class Controller:
         job = replace(seen, status=self._previous_status(key, seen))
         decision = decide(job, self._observe(key, job), self._clock(), self._settings)
         if decision.create_ranks:
-            await self._create(key, job, decision)
-            decision = decide(job, self._observe(key, job), self._clock(), self._settings)
+            # Creating pods is the slow part under load: it runs beside the workers, so the
+            # status of jobs already running never waits behind it. The status is written in
+            # the pass after, once the pods exist: a recorded replica means a created pod.
+            if pod_event_at is not None:
+                self._pod_event_at.setdefault(key, pod_event_at)
+            self._creations[key] = asyncio.create_task(
+                self._create_then_requeue(key, job, decision), name=f"create {key[0]}/{key[1]}"
+            )
+            return decision
         if decision.changed and self._held_back(key, job, decision):
             if pod_event_at is not None:
                 self._pod_event_at.setdefault(key, pod_event_at)
@@ -196,17 +215,30 @@ class Controller:
             refused=dict(self._refused.get(key, {})),
         )
 
+    async def _create_then_requeue(self, key: JobKey, job: Job, decision: Decision) -> None:
+        try:
+            await self._create(key, job, decision)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            del self._creations[key]
+            self._retry_later(key, error)
+            return
+        del self._creations[key]
+        self._failures.pop(key, None)
+        self.queue.add(key)
+
     async def _create(self, key: JobKey, job: Job, decision: Decision) -> None:
         assert job.spec is not None  # rule 3a fails jobs without a readable spec
         if decision.create_service:
             try:
-                await self._api.create(build_service(job.namespace, job.name, job.uid))
+                await self._create_one(build_service(job.namespace, job.name, job.uid))
             except Refused as error:
                 _log(key).warning("the headless Service was refused: %s", error)
         ranks = decision.create_ranks
         bodies = [build_replica_pod(job.namespace, job.name, job.uid, job.spec, r) for r in ranks]
         results = await asyncio.gather(
-            *(self._api.create(body) for body in bodies), return_exceptions=True
+            *(self._create_one(body) for body in bodies), return_exceptions=True
         )
         until = time.monotonic() + CREATE_EXPECTATION_SECONDS
         transient: BaseException | None = None
@@ -219,6 +251,10 @@ class Controller:
                 transient = result
         if transient is not None:
             raise transient  # the ranks still missing are created on the retry
+
+    async def _create_one(self, body: dict[str, Any]) -> None:
+        async with self._create_slots:  # leave connections free for status writes
+            await self._api.create(body)
 
     async def _emit(self, key: JobKey, job: Job, decision: Decision) -> None:
         event = decision.event

@@ -140,7 +140,14 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
             on_started_leading=resync,
         )
         runtime.lease_task = asyncio.create_task(runtime.elector.run(), name="leader election")
-    runtime.controller = Controller(runtime.api, ours.rules, job, pods, leading=leading)
+    runtime.controller = Controller(
+        runtime.api,
+        ours.rules,
+        job,
+        pods,
+        leading=leading,
+        create_concurrency=max(1, ours.api_concurrency // 2),  # the rest for status writes
+    )
     LEADER.set_function(lambda: 1.0 if leading() else 0.0)
     runtime.task = asyncio.create_task(runtime.controller.run(ours.workers), name="controller")
     QUEUE_DEPTH.set_function(lambda: len(runtime.controller.queue) if runtime.controller else 0)

@@ -24,6 +24,10 @@ class WorkQueue(Generic[K]):
     def __len__(self) -> int:
         return len(self._dirty)
 
+    def __contains__(self, key: object) -> bool:
+        """Waiting for a pass (a delayed add counts once it is due)."""
+        return key in self._dirty
+
     def add(self, key: K) -> None:
         if key in self._dirty:
             return

@@ -6,8 +6,6 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
-import pytest
-
 from ucloud_operator.controller import Controller, JobKey, merge_patch
 from ucloud_operator.kube import Refused, Transient
 from ucloud_operator.models import JobState, UCloudJobStatus
@@ -65,7 +63,15 @@ class World:
         )
 
     async def reconcile(self) -> Any:
-        return await self.controller.reconcile(KEY)
+        """One pass; when it starts creating pods, the creation and the pass it requeues."""
+        decision = await self.controller.reconcile(KEY)
+        creating = self.controller.creation(KEY)
+        if creating is None:
+            return decision
+        await creating
+        if KEY in self.controller.queue:  # a failed creation is retried later, with backoff
+            return await self.controller.reconcile(KEY)
+        return decision
 
 
 async def test_a_new_job_gets_its_pods_service_status_and_event_in_that_order() -> None:
@@ -101,11 +107,11 @@ async def test_a_refused_pod_fails_the_job_with_the_api_servers_message() -> Non
     assert world.api.kinds().count("patch status") == 2
 
 
-async def test_a_transient_create_error_raises_for_a_retry_and_keeps_the_others() -> None:
+async def test_a_transient_create_error_is_retried_and_keeps_the_others() -> None:
     world = World(job(replicas=2))
     world.api.fail.add("sim-1")
-    with pytest.raises(Transient):
-        await world.reconcile()
+    await world.reconcile()
+    assert "patch status" not in world.api.kinds()  # no replica recorded before it exists
     world.api.fail.clear()
     world.api.calls.clear()
     await world.reconcile()
@@ -189,6 +195,22 @@ async def _patches(world: World, count: int, seconds: float = 5.0) -> list[dict[
             return patches
         await asyncio.sleep(0.01)
     raise AssertionError(f"{count} patch(es) expected in {seconds} s; calls: {world.api.calls}")
+
+
+async def test_pods_are_created_beside_the_workers_and_the_status_follows() -> None:
+    world = World(job(replicas=2))
+    first = await world.controller.reconcile(KEY)
+    assert first is not None and first.create_ranks == (0, 1)
+    assert world.api.calls == []  # handed to the creating task: the worker is free
+    assert await world.controller.reconcile(KEY) is None  # no second creation meanwhile
+    creating = world.controller.creation(KEY)
+    assert creating is not None
+    await creating
+    assert KEY in world.controller.queue  # requeued for the status
+    decision = await world.controller.reconcile(KEY)
+    assert decision.status.state is JobState.IN_QUEUE
+    assert world.api.kinds() == ["create Service", "create Pod", "create Pod", "patch status",
+                                 "event"]
 
 
 async def test_pods_of_an_earlier_job_of_the_same_name_are_ignored() -> None:

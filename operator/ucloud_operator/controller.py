@@ -134,7 +134,6 @@ class Controller:
     async def _reconcile(self, key: JobKey) -> Decision | None:
         if key in self._creations:
             return None  # the creating task requeues the job once its pods exist
-        pod_event_at = self._pod_event_at.pop(key, None)  # later events start a new clock
         seen = self._jobs(key)
         if seen is None:
             self.forget(key)
@@ -145,16 +144,14 @@ class Controller:
             # Creating pods is the slow part under load: it runs beside the workers, so the
             # status of jobs already running never waits behind it. The status is written in
             # the pass after, once the pods exist: a recorded replica means a created pod.
-            if pod_event_at is not None:
-                self._pod_event_at.setdefault(key, pod_event_at)
             self._creations[key] = asyncio.create_task(
                 self._create_then_requeue(key, job, decision), name=f"create {key[0]}/{key[1]}"
             )
             return decision
-        if decision.changed and self._held_back(key, job, decision):
-            if pod_event_at is not None:
-                self._pod_event_at.setdefault(key, pod_event_at)
-        elif decision.changed:
+        held_back = decision.changed and self._held_back(key, job, decision)
+        # A pod event waits for the write that answers it; events from now on start a new clock.
+        pod_event_at = None if held_back else self._pod_event_at.pop(key, None)
+        if decision.changed and not held_back:
             patch = merge_patch(job.status, decision.status)
             await self._api.patch_status(job.namespace, job.name, patch)
             self._written[key] = decision.status

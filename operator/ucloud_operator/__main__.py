@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import kopf
 
 from . import settings as settings_module
-from .handlers import Runtime, registry
+from .handlers import Runtime, SharedMemo, registry
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             clusterwide=not ours.namespaces,
             namespaces=ours.namespaces,
             standalone=True,
-            memo=kopf.Memo(runtime=Runtime(ours)),
+            memo=SharedMemo(runtime=Runtime(ours)),
         )
     )
     return 0

@@ -10,6 +10,7 @@ its pods are known.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -19,7 +20,7 @@ from kubernetes import client
 
 from .controller import Controller, JobKey
 from .http import Check, Server, watchers_alive
-from .jobs import read_job
+from .jobs import StoredJob
 from .kube import KubeApi, load_client_config
 from .leader import LeaderElector
 from .metrics import (
@@ -41,8 +42,16 @@ registry = kopf.OperatorRegistry()
 _REPLICA_POD_LABELS: dict[str, Any] = {JOB_NAME_LABEL: kopf.PRESENT}
 
 
+class SharedMemo(kopf.Memo):
+    """The operator's memo. kopf gives every object it sees a shallow copy of the memo; this
+    one is shared instead (nothing per object is kept in it), which saves a dict per pod."""
+
+    def __copy__(self) -> SharedMemo:
+        return self
+
+
 class Runtime:
-    """What the handlers share, passed to kopf as the operator's memo."""
+    """What the handlers share, passed to kopf as the operator's memo (`SharedMemo`)."""
 
     def __init__(self, settings: OperatorSettings) -> None:
         self.settings = settings
@@ -67,8 +76,8 @@ class Runtime:
 
 
 @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
-async def ucloud_jobs(body: kopf.Body, **_: Any) -> dict[JobKey, Job]:
-    job = read_job(body)
+async def ucloud_jobs(body: kopf.Body, **_: Any) -> dict[JobKey, StoredJob]:
+    job = StoredJob.of(body)
     return {(job.namespace, job.name): job}
 
 
@@ -108,13 +117,14 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> None:
     runtime: Runtime = memo.runtime
     # kopf passes each index as a keyword named after its function.
-    ucloud_jobs: kopf.Index[JobKey, Job] = indices["ucloud_jobs"]
+    ucloud_jobs: kopf.Index[JobKey, StoredJob] = indices["ucloud_jobs"]
     replica_pods: kopf.Index[JobKey, ReplicaPod] = indices["replica_pods"]
     configure_kopf(settings, runtime.settings)
 
     def job(key: JobKey) -> Job | None:
         store = ucloud_jobs.get(key)
-        return next(iter(store), None) if store is not None else None
+        stored = next(iter(store), None) if store is not None else None
+        return stored.job() if stored is not None else None
 
     def pods(key: JobKey) -> Iterable[ReplicaPod]:
         return replica_pods.get(key, ())
@@ -152,12 +162,17 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
     runtime.task = asyncio.create_task(runtime.controller.run(ours.workers), name="controller")
     QUEUE_DEPTH.set_function(lambda: len(runtime.controller.queue) if runtime.controller else 0)
     runtime.jobs_by_state = JobsByState(
-        lambda: (job.status.state for store in ucloud_jobs.values() for job in store)
+        lambda: (job.state for store in ucloud_jobs.values() for job in store)
     )
     REGISTRY.register(runtime.jobs_by_state)
     runtime.lag_task = asyncio.create_task(measure_event_loop_lag(), name="event-loop lag")
     runtime.server = Server(runtime.healthy, runtime.ready)
     await runtime.server.start(ours.metrics_address, ours.health_address)
+    # What exists now (modules, clients, kopf's machinery) lives as long as the process: out of
+    # the collector's reach, a full collection only scans what jobs and pods add, which keeps
+    # its pauses of the event loop short.
+    gc.collect()
+    gc.freeze()
 
 
 @kopf.on.cleanup(registry=registry)

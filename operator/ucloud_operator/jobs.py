@@ -1,4 +1,5 @@
-"""Reading a UCloudJob body (as the watch delivers it) into the `Job` the rules take.
+"""Reading a UCloudJob body (as the watch delivers it) into the `Job` the rules take, and the
+compact `StoredJob` the index keeps between passes.
 
 Total: a spec the models refuse gives `spec=None` with the error, which rule 3a turns into a
 FAILURE; a status the models refuse is read as empty (the operator owns and rewrites it).
@@ -7,15 +8,54 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from .models import UCloudJobSpec, UCloudJobStatus
+from .models import JobState, UCloudJobSpec, UCloudJobStatus
 from .pod_policy import template_violations
 from .state import Job
+
+_STATES = frozenset(JobState)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredJob:
+    """A UCloudJob as the index keeps it: what a pass reads, as compact JSON, parsed by `job()`
+    only when a pass needs it. A parsed job is about 9 KB in some 40 objects the garbage
+    collector scans; this is about 1 KB in one, which at 10,000 jobs is the difference between
+    a process of a few hundred MiB with long collector pauses and one of well under that."""
+
+    namespace: str
+    name: str
+    state: JobState | None  # counted by the ucloud_jobs metric without parsing
+    body: bytes
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> StoredJob:
+        meta = body.get("metadata") or {}
+        status = body.get("status") or {}
+        state = status.get("state") if isinstance(status, Mapping) else None
+        state = JobState(state) if isinstance(state, str) and state in _STATES else None
+        kept = {
+            "metadata": {key: meta.get(key) for key in ("namespace", "name", "uid", "generation")},
+            "spec": body.get("spec"),
+            "status": status,
+        }
+        return cls(
+            namespace=str(meta.get("namespace") or ""),
+            name=str(meta.get("name") or ""),
+            state=state,
+            body=json.dumps(kept, separators=(",", ":")).encode(),
+        )
+
+    def job(self) -> Job:
+        return read_job(json.loads(self.body))
+
 
 logger = logging.getLogger(__name__)
 

@@ -213,6 +213,23 @@ async def test_pods_are_created_beside_the_workers_and_the_status_follows() -> N
                                  "event"]
 
 
+async def test_pods_are_created_for_a_few_jobs_at_a_time_and_the_rest_wait_their_turn() -> None:
+    api = FakeApi()
+    jobs: dict[JobKey, Job] = {("default", f"j{i}"): replace(job(), name=f"j{i}") for i in range(3)}
+    controller = Controller(api, Settings(), jobs.get, lambda key: [], clock=lambda: NOW,
+                            create_concurrency=1)  # two jobs' pods at a time
+    first, second, third = jobs
+    for key in jobs:
+        await controller.reconcile(key)
+    first_creation = controller.creation(first)
+    assert first_creation is not None and controller.creation(second) is not None
+    assert controller.creation(third) is None and third not in controller.queue
+    await first_creation
+    assert third in controller.queue  # its turn came when a creation ended
+    await controller.reconcile(third)
+    assert controller.creation(third) is not None
+
+
 async def test_pods_of_an_earlier_job_of_the_same_name_are_ignored() -> None:
     world = World(job(), pod(0).running().owned_by("older").observe())
     decision = await world.reconcile()

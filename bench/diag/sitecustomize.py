@@ -1,0 +1,117 @@
+"""Diagnostics for a benchmark's operator process, loaded by Python at start-up when this folder
+is on PYTHONPATH (bench/mem_probe.py does that). Nothing here is part of the operator.
+
+- UCLOUD_DIAG_SLOW=<seconds>: every event-loop callback (a task step) that runs longer is written
+  to stderr with its duration and what it ran: the source of a loop stall.
+- UCLOUD_DIAG_GC=1: garbage-collector pauses over 20 ms are written to stderr.
+- UCLOUD_DIAG_TYPES=<file>: SIGUSR1 appends the count and shallow size of live GC-tracked
+  objects by type to the file (cheap until asked, unlike tracemalloc).
+- UCLOUD_DIAG_TRACEMALLOC=<file>: tracemalloc runs (slow: it doubles the CPU); SIGUSR2 appends
+  the top allocation sites to the file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+
+def _install_slow_callbacks(threshold: float) -> None:
+    import asyncio.events
+
+    original = asyncio.events.Handle._run
+
+    def timed(self: asyncio.events.Handle) -> None:
+        started = time.perf_counter()
+        original(self)
+        took = time.perf_counter() - started
+        if took > threshold:
+            sys.stderr.write(f"DIAG slow-callback {took * 1000:.0f} ms {_what(self)}\n")
+
+    def _what(handle: asyncio.events.Handle) -> str:
+        task = getattr(handle._callback, "__self__", None)  # a task's step or wakeup
+        if isinstance(task, asyncio.Task):
+            coro = task.get_coro()
+            return f"task {task.get_name()!r} {getattr(coro, '__qualname__', coro)}"
+        return repr(handle)[:300]
+
+    asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+
+
+def _install_gc_timer() -> None:
+    import gc
+
+    started: list[float] = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        took = time.perf_counter() - started[0]
+        if took > 0.02:
+            sys.stderr.write(
+                f"DIAG gc generation={info['generation']} {took * 1000:.0f} ms "
+                f"collected={info['collected']} objects={len(gc.get_objects())}\n"
+            )
+
+    gc.callbacks.append(callback)
+
+
+def _install_tracemalloc(path: str) -> None:
+    import signal
+    import tracemalloc
+
+    tracemalloc.start(4)
+
+    def dump(signum: int, frame: object) -> None:
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__)]
+        )
+        with open(path, "a") as out:
+            current, peak = tracemalloc.get_traced_memory()
+            out.write(
+                f"== {time.strftime('%H:%M:%S')} traced {current >> 20} MiB peak {peak >> 20} MiB\n"
+            )
+            for stat in snapshot.statistics("lineno")[:40]:
+                out.write(f"{stat}\n")
+            out.write("-- by traceback\n")
+            for stat in snapshot.statistics("traceback")[:15]:
+                out.write(f"{stat.size >> 10} KiB in {stat.count} blocks\n")
+                for line in stat.traceback.format()[-8:]:
+                    out.write(f"    {line}\n")
+
+    signal.signal(signal.SIGUSR2, dump)
+
+
+if os.environ.get("UCLOUD_DIAG_SLOW"):
+    _install_slow_callbacks(float(os.environ["UCLOUD_DIAG_SLOW"]))
+if os.environ.get("UCLOUD_DIAG_GC"):
+    _install_gc_timer()
+
+
+def _install_type_counts(path: str) -> None:
+    import gc
+    import signal
+    from collections import Counter
+
+    def dump(signum: int, frame: object) -> None:
+        counts: Counter[str] = Counter()
+        sizes: Counter[str] = Counter()
+        for obj in gc.get_objects():
+            kind = type(obj).__qualname__
+            counts[kind] += 1
+            sizes[kind] += sys.getsizeof(obj)
+        with open(path, "a") as out:
+            total = sum(counts.values())
+            out.write(f"== {time.strftime('%H:%M:%S')} {total} tracked objects\n")
+            for kind, size in sizes.most_common(40):
+                out.write(f"{size >> 10:>10} KiB {counts[kind]:>9}  {kind}\n")
+
+    signal.signal(signal.SIGUSR1, dump)
+
+
+if os.environ.get("UCLOUD_DIAG_TYPES"):
+    _install_type_counts(os.environ["UCLOUD_DIAG_TYPES"])
+if os.environ.get("UCLOUD_DIAG_TRACEMALLOC"):
+    _install_tracemalloc(os.environ["UCLOUD_DIAG_TRACEMALLOC"])

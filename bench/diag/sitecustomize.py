@@ -4,6 +4,7 @@ is on PYTHONPATH (bench/mem_probe.py does that). Nothing here is part of the ope
 - UCLOUD_DIAG_SLOW=<seconds>: every event-loop callback (a task step) that runs longer is written
   to stderr with its duration and what it ran: the source of a loop stall.
 - UCLOUD_DIAG_GC=1: garbage-collector pauses over 20 ms are written to stderr.
+- UCLOUD_DIAG_GC_THRESHOLD=a,b,c: gc.set_threshold(a, b, c), to try other collector settings.
 - UCLOUD_DIAG_TYPES=<file>: SIGUSR1 appends the count and shallow size of live GC-tracked
   objects by type to the file (cheap until asked, unlike tracemalloc).
 - UCLOUD_DIAG_TRACEMALLOC=<file>: tracemalloc runs (slow: it doubles the CPU); SIGUSR2 appends
@@ -86,6 +87,10 @@ def _install_tracemalloc(path: str) -> None:
 
 if os.environ.get("UCLOUD_DIAG_SLOW"):
     _install_slow_callbacks(float(os.environ["UCLOUD_DIAG_SLOW"]))
+if os.environ.get("UCLOUD_DIAG_GC_THRESHOLD"):
+    import gc
+
+    gc.set_threshold(*(int(part) for part in os.environ["UCLOUD_DIAG_GC_THRESHOLD"].split(",")))
 if os.environ.get("UCLOUD_DIAG_GC"):
     _install_gc_timer()
 

@@ -280,6 +280,8 @@ class Controller:
             _log(key).warning("could not post the event: %s", error)
 
     async def _delete(self, key: JobKey, job: Job, names: tuple[str, ...]) -> None:
+        if not names:
+            return  # most passes: no set kept per job for nothing
         deleting = self._deleting.setdefault(key, set())
         wanted = [name for name in names if name not in deleting]
         if not wanted:

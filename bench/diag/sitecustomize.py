@@ -13,14 +13,17 @@ is on PYTHONPATH (bench/mem_probe.py does that). Nothing here is part of the ope
 
 from __future__ import annotations
 
+import asyncio.events
+import gc
 import os
+import signal
 import sys
 import time
+import tracemalloc
+from collections import Counter
 
 
 def _install_slow_callbacks(threshold: float) -> None:
-    import asyncio.events
-
     original = asyncio.events.Handle._run
 
     def timed(self: asyncio.events.Handle) -> None:
@@ -31,7 +34,7 @@ def _install_slow_callbacks(threshold: float) -> None:
             sys.stderr.write(f"DIAG slow-callback {took * 1000:.0f} ms {_what(self)}\n")
 
     def _what(handle: asyncio.events.Handle) -> str:
-        task = getattr(handle._callback, "__self__", None)  # a task's step or wakeup
+        task = getattr(getattr(handle, "_callback", None), "__self__", None)  # a task step
         if isinstance(task, asyncio.Task):
             coro = task.get_coro()
             return f"task {task.get_name()!r} {getattr(coro, '__qualname__', coro)}"
@@ -41,8 +44,6 @@ def _install_slow_callbacks(threshold: float) -> None:
 
 
 def _install_gc_timer() -> None:
-    import gc
-
     started: list[float] = [0.0]
 
     def callback(phase: str, info: dict[str, int]) -> None:
@@ -60,9 +61,6 @@ def _install_gc_timer() -> None:
 
 
 def _install_tracemalloc(path: str) -> None:
-    import signal
-    import tracemalloc
-
     tracemalloc.start(4)
 
     def dump(signum: int, frame: object) -> None:
@@ -85,21 +83,7 @@ def _install_tracemalloc(path: str) -> None:
     signal.signal(signal.SIGUSR2, dump)
 
 
-if os.environ.get("UCLOUD_DIAG_SLOW"):
-    _install_slow_callbacks(float(os.environ["UCLOUD_DIAG_SLOW"]))
-if os.environ.get("UCLOUD_DIAG_GC_THRESHOLD"):
-    import gc
-
-    gc.set_threshold(*(int(part) for part in os.environ["UCLOUD_DIAG_GC_THRESHOLD"].split(",")))
-if os.environ.get("UCLOUD_DIAG_GC"):
-    _install_gc_timer()
-
-
 def _install_type_counts(path: str) -> None:
-    import gc
-    import signal
-    from collections import Counter
-
     def dump(signum: int, frame: object) -> None:
         counts: Counter[str] = Counter()
         sizes: Counter[str] = Counter()
@@ -116,6 +100,12 @@ def _install_type_counts(path: str) -> None:
     signal.signal(signal.SIGUSR1, dump)
 
 
+if os.environ.get("UCLOUD_DIAG_SLOW"):
+    _install_slow_callbacks(float(os.environ["UCLOUD_DIAG_SLOW"]))
+if os.environ.get("UCLOUD_DIAG_GC_THRESHOLD"):
+    gc.set_threshold(*(int(part) for part in os.environ["UCLOUD_DIAG_GC_THRESHOLD"].split(",")))
+if os.environ.get("UCLOUD_DIAG_GC"):
+    _install_gc_timer()
 if os.environ.get("UCLOUD_DIAG_TYPES"):
     _install_type_counts(os.environ["UCLOUD_DIAG_TYPES"])
 if os.environ.get("UCLOUD_DIAG_TRACEMALLOC"):

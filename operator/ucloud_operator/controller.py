@@ -153,6 +153,7 @@ class Controller:
             if len(self._creations) >= self._max_creating:
                 self._waiting_to_create[key] = None  # requeued when a creation ends
                 return decision
+            self._waiting_to_create.pop(key, None)
             self._creations[key] = asyncio.create_task(
                 self._create_then_requeue(key, job, decision), name=f"create {key[0]}/{key[1]}"
             )
@@ -227,19 +228,16 @@ class Controller:
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            self._creation_ended(key)
             self._retry_later(key, error)
-            return
-        self._creation_ended(key)
-        self._failures.pop(key, None)
-        self.queue.add(key)
-
-    def _creation_ended(self, key: JobKey) -> None:
-        del self._creations[key]
-        if self._waiting_to_create:
-            turn = next(iter(self._waiting_to_create))
-            del self._waiting_to_create[turn]
-            self.queue.add(turn)
+        else:
+            self._failures.pop(key, None)
+            self.queue.add(key)
+        finally:
+            del self._creations[key]
+            if self._waiting_to_create:  # the next job's turn
+                turn = next(iter(self._waiting_to_create))
+                del self._waiting_to_create[turn]
+                self.queue.add(turn)
 
     async def _create(self, key: JobKey, job: Job, decision: Decision) -> None:
         assert job.spec is not None  # rule 3a fails jobs without a readable spec

@@ -38,6 +38,7 @@ COUNTED = (
     "ucloud_api_requests_total",
     "ucloud_reconcile_seconds_count",
 )
+TIMED = ("ucloud_api_request_duration_seconds", "ucloud_reconcile_seconds", "ucloud_pod_event")
 
 
 async def main(jobs: int) -> None:
@@ -69,9 +70,15 @@ async def main(jobs: int) -> None:
                 f"cpu={used:.2f}s cpu/job={used / jobs * 1000:.1f}ms "
                 f"peak_rss={memory_kib(pid).get('VmHWM')} kB"
             )
-            for name, value in (await operator.metrics()).items():
+            metrics = await operator.metrics()
+            for name, value in metrics.items():
                 if name.startswith(COUNTED):  # per job: what the CPU is spent on
                     print(f"  {name} {value / jobs:.2f}/job")
+            for name, total in metrics.items():  # mean durations: where a pass waits
+                if name.startswith(TIMED) and "_sum" in name:
+                    count = metrics.get(name.replace("_sum", "_count"), 0.0)
+                    if count:
+                        print(f"  {name.replace('_sum', '')} mean {total / count * 1000:.1f}ms")
         finally:
             stop_profiler(spy)
             operator.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,32 @@ class StoredJob:
 
     def job(self) -> Job:
         return read_job(json.loads(self.body))
+
+
+class ParsedJobs:
+    """The jobs the latest passes parsed, each valid while the index holds the same
+    `StoredJob`: the passes that a job's pod events cause between two of its own events parse
+    it once. Bounded, so the index stays compact: a pass that misses parses again."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._parsed: OrderedDict[tuple[str, str], tuple[StoredJob, Job]] = OrderedDict()
+
+    def job(self, stored: StoredJob) -> Job:
+        key = (stored.namespace, stored.name)
+        hit = self._parsed.get(key)
+        if hit is not None and hit[0] is stored:
+            self._parsed.move_to_end(key)
+            return hit[1]
+        job = stored.job()
+        self._parsed[key] = (stored, job)
+        self._parsed.move_to_end(key)
+        if len(self._parsed) > self._size:
+            self._parsed.popitem(last=False)
+        return job
+
+    def __len__(self) -> int:
+        return len(self._parsed)
 
 
 logger = logging.getLogger(__name__)

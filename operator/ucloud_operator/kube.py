@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import aiohttp
 from kubernetes import client, config
 
-from .metrics import API_REQUESTS, API_RETRIES
+from .metrics import API_LATENCY, API_REQUESTS, API_RETRIES
 from .models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .state import Event
 
@@ -149,6 +149,7 @@ class KubeApi:
         data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
         failure: Exception | None = None
         for attempt, delay in enumerate((*_RETRY_DELAYS, None)):
+            started = time.monotonic()
             try:
                 async with self._session.request(
                     method, self._base + path, data=data, headers=self._headers(content_type)
@@ -158,6 +159,7 @@ class KubeApi:
                     # request pays a new TLS handshake.
                     payload = await response.read()
                     text = payload.decode(errors="replace") if status >= 300 else ""
+                API_LATENCY.labels(verb, resource).observe(time.monotonic() - started)
             except (aiohttp.ClientError, TimeoutError, OSError) as error:
                 API_REQUESTS.labels(verb, resource, "0").inc()
                 failure = Transient(f"{verb} {resource}: {error!r}")

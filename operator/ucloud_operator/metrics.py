@@ -45,6 +45,13 @@ API_REQUESTS = Counter(
     ["verb", "resource", "code"],
     registry=REGISTRY,
 )
+API_LATENCY = Histogram(
+    "ucloud_api_request_duration_seconds",
+    "Duration of one request to the Kubernetes API (one attempt), by verb and resource.",
+    ["verb", "resource"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 API_RETRIES = Counter(
     "ucloud_api_retries",
     "Requests retried after a transient failure.",

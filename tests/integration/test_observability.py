@@ -47,6 +47,8 @@ def test_metrics_count_transitions_and_jobs(cluster: Cluster, operator: Operator
                   code="201") >= 1
     assert metric(text, "ucloud_api_requests_total", verb="patch",
                   resource="ucloudjobs/status", code="200") >= 1
+    assert metric(text, "ucloud_api_request_duration_seconds_count", verb="patch",
+                  resource="ucloudjobs/status") >= 1
 
 
 def test_healthz_and_readyz(operator: OperatorProcess, cluster: Cluster) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ucloud_operator.jobs import StoredJob, read_job
+from ucloud_operator.jobs import ParsedJobs, StoredJob, read_job
 from ucloud_operator.models import JobState
 
 from .builders import in_state, job, pod
@@ -67,3 +67,26 @@ def test_an_unreadable_spec_is_kept_for_rule_3a() -> None:
     read = StoredJob.of(body).job()
     assert read.spec is None
     assert read.spec_error is not None and "replicas" in read.spec_error
+
+
+def test_a_job_is_parsed_once_while_the_index_holds_it() -> None:
+    parsed = ParsedJobs()
+    queued = StoredJob.of(body_of(in_state(job(), JobState.IN_QUEUE)))
+    first = parsed.job(queued)
+    assert parsed.job(queued) is first
+    # A job event stores a new StoredJob: the next pass reads the new one.
+    running = StoredJob.of(body_of(in_state(job(), JobState.RUNNING, pod(0).running())))
+    assert parsed.job(running).status.state == JobState.RUNNING
+    assert len(parsed) == 1
+
+
+def test_parsed_jobs_are_bounded_least_recently_used_first() -> None:
+    parsed = ParsedJobs(size=2)
+    a, b, c = (StoredJob.of({**body_of(job()), "metadata": {"name": n, "namespace": "d"}})
+               for n in "abc")
+    kept_a = parsed.job(a)
+    parsed.job(b)
+    parsed.job(a)  # a is used again: b is now the oldest
+    parsed.job(c)
+    assert len(parsed) == 2
+    assert parsed.job(a) is kept_a

@@ -95,8 +95,9 @@ def table(out: dict[str, Any]) -> str:
     ]
     for scale in out["scales"]:
         for config, entry in scale["configs"].items():
-            if "error" in entry:
-                lines.append(f"**N = {scale['n']}, kcm {config}:** not measured: {entry['error']}")
+            if "error" in entry or not entry.get("phases"):
+                why = entry.get("error") or entry.get("interrupted") or "no phase finished"
+                lines.append(f"**N = {scale['n']}, kcm {config}:** not measured: {why}")
                 lines.append("")
                 continue
             cal = entry["calibration"]
@@ -142,6 +143,8 @@ def table(out: dict[str, Any]) -> str:
                     f"{_ms(_loop_lag(stall.get('operator_metrics')))} / "
                     f"{_ms(stall.get('max_stall_upper_bound_seconds'))} |"
                 )
+            if entry.get("interrupted"):
+                lines += ["", f"Interrupted {entry['interrupted']}."]
             lines.append("")
     res = out.get("resident")
     if res:

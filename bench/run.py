@@ -626,10 +626,11 @@ class Bench:
         self.cluster_name = ""
         self.results: dict[str, Any] = {}
 
-    async def scale(self, n: int, pace_hint: float | None) -> tuple[dict[str, Any], float | None]:
-        """Both configurations at scale n; returns their results and the pace used."""
+    async def scale(self, out: dict[str, Any], pace_hint: float | None) -> float | None:
+        """Both configurations at scale out["n"], written into `out` as each phase ends (an
+        interrupted run keeps the phases it finished); returns the pace used."""
         args = self.args
-        out: dict[str, Any] = {"n": n, "replicas": args.replicas, "configs": {}}
+        n = out["n"]
         pace = args.pace or pace_hint
         for config in args.configs:
             extra: dict[str, list[str]] = {}
@@ -656,35 +657,11 @@ class Bench:
                     "component_flags": cluster.component_cmdlines(self.cluster_name),
                     "nodes": {"count": args.nodes, "pods_each": args.node_pods},
                 }
+                out["configs"][config] = entry
                 entry["calibration"] = await self.calibrate()
-                ceiling = entry["calibration"]["ceiling_writes_per_second"]
-                phases: dict[str, Any] = {}
-                ends: dict[str, float] = {}
-                objects: list[Phase] = []
-                for system in args.systems:
-                    for regime in args.regimes:
-                        if regime == "paced" and pace is None:
-                            pace = self.choose_pace(ceiling, objects, audit_log)
-                        ns = f"b{n}-{config[:3]}-{'op' if system == 'operator' else 'job'}-{regime}"
-                        phase = Phase(
-                            self,
-                            f"{system}/{regime}",
-                            ns,
-                            system,
-                            regime,
-                            n,
-                            pace if regime == "paced" else None,
-                        )
-                        phases[f"{system}/{regime}"] = await phase.run()
-                        ends[ns] = phase.end_wall
-                        objects.append(phase)
-                entry["pace_jobs_per_second"] = pace
-                entry["pace_basis"] = getattr(self, "pace_basis", None)
-                entry["phases"] = phases
-                self.add_audit(audit_log, objects, ceiling)
+                pace = await self.phases(entry, n, config, audit_log, pace)
                 if config == args.configs[0] and args.resident and n == args.scales[-1]:
                     entry["resident"] = await self.resident()
-                out["configs"][config] = entry
             finally:
                 if not args.keep_cluster:
                     cluster.down(self.cluster_name, self.artifacts / "cluster.log")
@@ -692,7 +669,43 @@ class Bench:
                     for path in audit.files(str(audit_log)):
                         with contextlib.suppress(OSError):
                             os.unlink(path)
-        return out, pace
+        return pace
+
+    async def phases(
+        self, entry: dict[str, Any], n: int, config: str, audit_log: Path, pace: float | None
+    ) -> float | None:
+        """Every phase of one configuration, each kept in `entry` as it ends; the pace used."""
+        args = self.args
+        ceiling = entry["calibration"]["ceiling_writes_per_second"]
+        phases: dict[str, Any] = {}
+        entry["phases"] = phases
+        objects: list[Phase] = []
+        try:
+            for system in args.systems:
+                for regime in args.regimes:
+                    if regime == "paced" and pace is None:
+                        pace = self.choose_pace(ceiling, objects, audit_log)
+                    kind = "op" if system == "operator" else "job"
+                    phase = Phase(
+                        self,
+                        f"{system}/{regime}",
+                        f"b{n}-{config[:3]}-{kind}-{regime}",
+                        system,
+                        regime,
+                        n,
+                        pace if regime == "paced" else None,
+                    )
+                    phases[f"{system}/{regime}"] = await phase.run()
+                    objects.append(phase)
+        except asyncio.CancelledError:
+            entry["interrupted"] = f"during phase {len(objects) + 1}; later phases not run"
+            raise
+        finally:
+            entry["pace_jobs_per_second"] = pace
+            entry["pace_basis"] = getattr(self, "pace_basis", None)
+            if objects:  # the audit log goes with the cluster
+                self.add_audit(audit_log, objects, ceiling)
+        return pace
 
     async def calibrate(self) -> dict[str, Any]:
         ns = "bench-calibrate"
@@ -1114,9 +1127,9 @@ async def main_async(args: argparse.Namespace) -> int:
                     {"n": n, "reason": f"1-min load >= {args.max_load}", "loadavg": loadavg()}
                 )
                 continue
-            result, pace_used = await bench.scale(n, None)
-            pace = pace_used or pace
-            out["scales"].append(result)
+            result: dict[str, Any] = {"n": n, "replicas": args.replicas, "configs": {}}
+            out["scales"].append(result)  # filled as its phases end
+            pace = await bench.scale(result, None) or pace
             for cfg in result["configs"].values():
                 if "resident" in cfg:
                     out["resident"] = cfg.pop("resident")

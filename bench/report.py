@@ -102,11 +102,12 @@ def table(out: dict[str, Any]) -> str:
                 continue
             cal = entry["calibration"]
             flags = entry["component_flags"].get("kube-controller-manager", "(defaults)")
+            pace = entry.get("pace_jobs_per_second")
             lines.append(
                 f"**N = {scale['n']}, R = {scale['replicas']}, kcm {config}** "
                 f"(kube-controller-manager: `{flags}`): C = "
-                f"{cal['ceiling_writes_per_second']:.0f} status patches/s; paced at "
-                f"{entry.get('pace_jobs_per_second')} jobs/s"
+                f"{cal['ceiling_writes_per_second']:.0f} status patches/s; "
+                + (f"paced at {pace} jobs/s" if pace else "no paced phase")
             )
             lines.append("")
             lines.append(

@@ -1,10 +1,10 @@
 """The kopf shell: watches, two in-memory indices, and a controller fed with job keys.
 
 kopf only watches here. It indexes UCloudJobs and their replica pods (compact summaries, never
-whole bodies) and turns events into job keys for the controller's work queue. No
+whole bodies) and turns every event into a job key for the controller's work queue. No
 change-detecting handlers, daemons, timers or finalizers: kopf writes nothing on jobs or pods.
-kopf calls event handlers only once both indices are filled; the controller starts its passes at
-the first such call, so no job is reconciled before its pods are known.
+kopf holds back the event handlers until both indices are filled, so no job is reconciled before
+its pods are known.
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ class Runtime:
         self.elector: LeaderElector | None = None
         self.lease_task: asyncio.Task[None] | None = None
         self.lag_task: asyncio.Task[None] | None = None
-        self.indexed = asyncio.Event()  # kopf has filled both indices
 
     def healthy(self) -> Check:
         """Alive: the sync loop runs and kopf's watchers have not ended."""
@@ -83,25 +82,13 @@ async def ucloud_jobs(body: kopf.Body, **_: Any) -> dict[JobKey, StoredJob]:
 
 
 @kopf.index("", "v1", "pods", registry=registry, labels=_REPLICA_POD_LABELS)
-async def replica_pods(body: kopf.Body, memo: Any, **kwargs: Any) -> dict[JobKey, ReplicaPod]:
-    """Indexes a pod and, when its summary changed, queues its job: a pod event that changes
-    nothing the rules read (a condition's time, the resourceVersion) causes no pass. Pod events
-    reach the controller here rather than in an event handler because kopf's event-handler
-    machinery costs about a quarter of a millisecond per call, and pods bring most events."""
+async def replica_pods(body: kopf.Body, **_: Any) -> dict[JobKey, ReplicaPod]:
     pod = observe(body)
-    key = (pod.namespace, pod.job_name)
-    before: kopf.Index[JobKey, ReplicaPod] = kwargs["replica_pods"]  # not yet updated
-    if pod not in before.get(key, ()):
-        # The pass cannot start before kopf stores the returned summary: kopf does that
-        # without yielding to the event loop once this function returns.
-        memo.runtime.controller.enqueue(key, pod_event=True)
-    WATCH_EVENTS.labels("pods").inc()
-    return {key: pod}
+    return {(pod.namespace, pod.job_name): pod}
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
 async def job_changed(type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    memo.runtime.indexed.set()
     controller: Controller = memo.runtime.controller
     key = (namespace or "", name)
     if type == "DELETED":
@@ -111,16 +98,10 @@ async def job_changed(type: str, namespace: str | None, name: str, memo: Any, **
     WATCH_EVENTS.labels(PLURAL).inc()
 
 
-def _deleted(type: str, **_: Any) -> bool:
-    return type == "DELETED"
-
-
-@kopf.on.event("", "v1", "pods", registry=registry, labels=_REPLICA_POD_LABELS, when=_deleted)
-async def pod_deleted(
+@kopf.on.event("", "v1", "pods", registry=registry, labels=_REPLICA_POD_LABELS)
+async def pod_changed(
     namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
 ) -> None:
-    """kopf drops a deleted pod from the index without calling the index function."""
-    memo.runtime.indexed.set()
     memo.runtime.controller.enqueue((namespace or "", labels[JOB_NAME_LABEL]), pod_event=True)
     WATCH_EVENTS.labels("pods").inc()
 
@@ -180,7 +161,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
         create_concurrency=max(1, ours.api_concurrency // 2),  # the rest for status writes
     )
     LEADER.set_function(lambda: 1.0 if leading() else 0.0)
-    runtime.task = asyncio.create_task(_run_when_indexed(runtime), name="controller")
+    runtime.task = asyncio.create_task(runtime.controller.run(ours.workers), name="controller")
     QUEUE_DEPTH.set_function(lambda: len(runtime.controller.queue) if runtime.controller else 0)
     runtime.jobs_by_state = JobsByState(
         lambda: (job.state for store in ucloud_jobs.values() for job in store)
@@ -194,13 +175,6 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
     # its pauses of the event loop short.
     gc.collect()
     gc.freeze()
-
-
-async def _run_when_indexed(runtime: Runtime) -> None:
-    # Keys queued by the index functions before then wait in the queue.
-    await runtime.indexed.wait()
-    assert runtime.controller is not None
-    await runtime.controller.run(runtime.settings.workers)
 
 
 @kopf.on.cleanup(registry=registry)

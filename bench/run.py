@@ -626,12 +626,12 @@ class Bench:
         self.cluster_name = ""
         self.results: dict[str, Any] = {}
 
-    async def scale(self, out: dict[str, Any], pace_hint: float | None) -> float | None:
+    async def scale(self, out: dict[str, Any]) -> None:
         """Both configurations at scale out["n"], written into `out` as each phase ends (an
-        interrupted run keeps the phases it finished); returns the pace used."""
+        interrupted run keeps the phases it finished). The pace the first calibrates serves both."""
         args = self.args
         n = out["n"]
-        pace = args.pace or pace_hint
+        pace: float | None = args.pace
         for config in args.configs:
             extra: dict[str, list[str]] = {}
             if config == "lifted":
@@ -669,7 +669,6 @@ class Bench:
                     for path in audit.files(str(audit_log)):
                         with contextlib.suppress(OSError):
                             os.unlink(path)
-        return pace
 
     async def phases(
         self, entry: dict[str, Any], n: int, config: str, audit_log: Path, pace: float | None
@@ -1118,7 +1117,6 @@ async def main_async(args: argparse.Namespace) -> int:
         "scales": [],
         "skipped": [],
     }
-    pace: float | None = None
     try:
         for n in args.scales:
             if n >= 1000 and not await wait_for_load(args.max_load, args.load_wait):
@@ -1129,7 +1127,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 continue
             result: dict[str, Any] = {"n": n, "replicas": args.replicas, "configs": {}}
             out["scales"].append(result)  # filled as its phases end
-            pace = await bench.scale(result, None) or pace
+            await bench.scale(result)
             for cfg in result["configs"].values():
                 if "resident" in cfg:
                     out["resident"] = cfg.pop("resident")

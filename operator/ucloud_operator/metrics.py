@@ -47,7 +47,7 @@ API_REQUESTS = Counter(
 )
 API_LATENCY = Histogram(
     "ucloud_api_request_duration_seconds",
-    "Duration of one request to the Kubernetes API (one attempt), by verb and resource.",
+    "Duration of each answered request to the Kubernetes API (per attempt), by verb and resource.",
     ["verb", "resource"],
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,

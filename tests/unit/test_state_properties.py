@@ -156,10 +156,9 @@ def test_running_holds_exactly_when_every_replica_runs(history: list[Step]) -> N
             p.running and not p.disrupted and p.reason is None
             for p in step.observed.pods.values()
         )
-        expired = (
-            step.job.status.expires_at is not None
-            and NOW + timedelta(seconds=step.now_offset) >= step.decision.status.expires_at
-        ) if step.decision.status.expires_at else False
+        # Also a deadline added to a running job that had none: it can expire it at once.
+        expires_at = step.decision.status.expires_at
+        expired = expires_at is not None and NOW + timedelta(seconds=step.now_offset) >= expires_at
         if (
             every_replica_runs
             and plainly_running

@@ -202,6 +202,7 @@ check_permissions() {
     expect yes create pods -n "$ns"
     expect yes delete pods -n "$ns"
     expect yes create services -n "$ns"
+    expect yes delete services -n "$ns"
     expect yes create events -n "$ns"
   done
   # Nothing more: no reads it does not make, no writes to the job's spec, no secrets.
@@ -214,7 +215,7 @@ check_permissions() {
   expect no get pods -n "$ns"
   expect no patch pods -n "$ns"
   expect no create pods --subresource=exec -n "$ns"
-  expect no delete services -n "$ns"
+  expect no get services -n "$ns"
   expect no patch events -n "$ns"
   expect no create events.events.k8s.io -n "$ns"
   expect no get secrets -n "$ns"

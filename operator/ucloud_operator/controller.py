@@ -163,7 +163,13 @@ class Controller:
         pod_event_at = None if held_back else self._pod_event_at.pop(key, None)
         if decision.changed and not held_back:
             patch = merge_patch(job.status, decision.status)
-            await self._api.patch_status(job.namespace, job.name, patch)
+            write = self._api.patch_status(job.namespace, job.name, patch)
+            if decision.delete_service:
+                # Sent together: the final state waits for no extra round trip, and a crash
+                # can hardly fall between the two.
+                await asyncio.gather(self._delete_service(key, job), write)
+            else:
+                await write
             self._written[key] = decision.status
             self._batch_due.pop(key, None)
             if pod_event_at is not None:
@@ -276,6 +282,13 @@ class Controller:
         except (Refused, Transient) as error:
             # The status already holds the change; a lost event must not stall the job.
             _log(key).warning("could not post the event: %s", error)
+
+    async def _delete_service(self, key: JobKey, job: Job) -> None:
+        try:
+            await self._api.delete_service(job.namespace, job.name)
+        except (Refused, Transient) as error:
+            # Only a cost to the cluster: the job's deletion still takes the Service with it.
+            _log(key).warning("could not delete the headless Service: %s", error)
 
     async def _delete(self, key: JobKey, job: Job, names: tuple[str, ...]) -> None:
         if not names:

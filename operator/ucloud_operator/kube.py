@@ -45,6 +45,7 @@ class JobApi(Protocol):
 
     async def create(self, body: dict[str, Any]) -> None: ...
     async def delete_pod(self, namespace: str, name: str) -> None: ...
+    async def delete_service(self, namespace: str, name: str) -> None: ...
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
     async def emit_event(self, namespace: str, name: str, uid: str, event: Event) -> None: ...
 
@@ -94,6 +95,10 @@ class KubeApi:
     async def delete_pod(self, namespace: str, name: str) -> None:
         path = f"/api/v1/namespaces/{namespace}/pods/{name}"
         await self._send("delete", "pods", "DELETE", path, None, ok_too=404)
+
+    async def delete_service(self, namespace: str, name: str) -> None:
+        path = f"/api/v1/namespaces/{namespace}/services/{name}"
+        await self._send("delete", "services", "DELETE", path, None, ok_too=404)
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"

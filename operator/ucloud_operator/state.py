@@ -94,6 +94,7 @@ class Decision:
     create_ranks: tuple[int, ...] = ()
     create_service: bool = False
     delete_pods: tuple[str, ...] = ()  # written status first, then these deletes
+    delete_service: bool = False  # the gang's headless Service, sent with the final status
     event: Event | None = None
     recheck_at: datetime | None = None  # look again then, even without a watch event
 
@@ -367,12 +368,18 @@ def _decision(job: Job, facts: _Facts, outcome: Outcome, now: datetime) -> Decis
             f"{was} -> {outcome.state.value}: {outcome.message}",
         )
     active = not outcome.state.is_final
+    gang = (replicas or 0) > 1
     return Decision(
         status=status,
         changed=essence(status) != essence(previous),
         create_ranks=outcome.create_ranks,
-        create_service=bool(outcome.create_ranks) and (replicas or 0) > 1,
+        create_service=bool(outcome.create_ranks) and gang,
         delete_pods=deletes,
+        # A finished gang needs no DNS, and every Service left in a namespace costs the
+        # scheduler and the endpoint controllers a selector match on each of its pod events.
+        # Decided on the pass that enters the final state, which is repeated only if that
+        # write fails: the Service is never looked up, and its delete is sent once per job.
+        delete_service=entered and not active and gang and bool(facts.created_ranks),
         event=event,
         recheck_at=facts.recheck_at if active else None,
     )

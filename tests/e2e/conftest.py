@@ -170,6 +170,10 @@ class Jobs:
         return self.core.list_namespaced_pod(  # type: ignore[no-any-return]
             self.namespace, label_selector=f"ucloud.dk/job-name={name}").items
 
+    def services(self, name: str) -> list[client.V1Service]:
+        return self.core.list_namespaced_service(  # type: ignore[no-any-return]
+            self.namespace, field_selector=f"metadata.name={name}").items
+
     def events(self, name: str) -> list[client.CoreV1Event]:
         selector = f"involvedObject.kind=UCloudJob,involvedObject.name={name}"
         return self.core.list_namespaced_event(  # type: ignore[no-any-return]

@@ -2,8 +2,9 @@
 and every step shows in the status history, the Events and /metrics.
 
 Each API call the chart's RBAC grants is exercised: pods list/watch/create/delete, services
-create (a two-replica job), events create, ucloudjobs list/watch, ucloudjobs/status patch, and
-ucloudjobs/finalizers update (replica pods carry an ownerReference with blockOwnerDeletion).
+create and delete (two-replica jobs), events create, ucloudjobs list/watch, ucloudjobs/status
+patch, and ucloudjobs/finalizers update (replica pods carry an ownerReference with
+blockOwnerDeletion).
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ def test_job_goes_in_queue_running_success(jobs: Jobs, job_name: str,
     finished = {c["type"]: c for c in status["conditions"]}["Finished"]
     assert finished["status"] == "True" and finished["reason"] == "SUCCESS"
 
-    # services create: a job with more than one replica has a headless Service of its name.
-    service = jobs.core.read_namespaced_service(job_name, jobs.namespace)
-    assert service.spec.cluster_ip == "None"
+    # services delete: the headless Service of a gang goes when the job ends.
+    poll("the headless Service deleted", lambda: not jobs.services(job_name),
+         lambda: jobs.evidence(job_name))
     # events create: one Event per state change, the last one for RUNNING -> SUCCESS.
     def final_events() -> list[Any]:
         return [e for e in jobs.events(job_name)
@@ -84,17 +85,21 @@ def test_job_goes_in_queue_running_success(jobs: Jobs, job_name: str,
                          resource="pods") >= 2
 
 
-def test_cancel_deletes_the_replicas(jobs: Jobs, job_name: str) -> None:
-    jobs.create(job_name, replicas=1, annotations={}, command=RUNS_ON)
+def test_cancel_deletes_the_replicas_and_the_service(jobs: Jobs, job_name: str) -> None:
+    jobs.create(job_name, replicas=2, annotations={}, command=RUNS_ON)
     jobs.wait_for_state(job_name, "RUNNING", timeout=TIMEOUT + 30)
-    (pod,) = jobs.pods(job_name)
-    owner = pod.metadata.owner_references[0]
-    assert owner.kind == "UCloudJob" and owner.controller and owner.block_owner_deletion
+    for pod in jobs.pods(job_name):
+        owner = pod.metadata.owner_references[0]
+        assert owner.kind == "UCloudJob" and owner.controller and owner.block_owner_deletion
+    # services create: a job with more than one replica has a headless Service of its name.
+    (service,) = jobs.services(job_name)
+    assert service.spec.cluster_ip == "None"
 
     jobs.patch_spec(job_name, {"cancel": True})
     status = jobs.wait_for_state(job_name, "SUCCESS", "Cancelled")
     assert states(status)[-2:] == ["CANCELING", "SUCCESS"], jobs.evidence(job_name)
-    poll("the replica pod deleted", lambda: not jobs.pods(job_name),
+    poll("the replica pods and the Service deleted",
+         lambda: not jobs.pods(job_name) and not jobs.services(job_name),
          lambda: jobs.evidence(job_name))
 
 

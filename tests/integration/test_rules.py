@@ -122,6 +122,13 @@ def test_rule_3c_first_replica_to_end_ends_the_gang(cluster: Cluster) -> None:
     cluster.wait_for("gang", "gang-1 deleted",
                      lambda: all(p.metadata.name != "gang-1" for p in cluster.pods("gang")))
 
+    def service_gone() -> bool:
+        services = cluster.core.list_namespaced_service(cluster.namespace).items
+        return all(s.metadata.name != "gang" for s in services)
+
+    cluster.wait_for("gang", "its headless Service deleted", service_gone)
+    assert [p.metadata.name for p in cluster.pods("gang")] == ["gang-0"]  # kept for its logs
+
 
 # --- Rule 3a: FAILURE ----------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ EXPECTED_RULES = {
     ("ucloud.dk", "ucloudjobs/status"): {"patch"},
     ("ucloud.dk", "ucloudjobs/finalizers"): {"update"},
     ("", "pods"): {"list", "watch", "create", "delete"},
-    ("", "services"): {"create"},
+    ("", "services"): {"create", "delete"},
     ("", "events"): {"create"},
 }
 

@@ -36,6 +36,11 @@ class FakeApi:
     async def delete_pod(self, namespace: str, name: str) -> None:
         self.calls.append(("delete Pod", name))
 
+    async def delete_service(self, namespace: str, name: str) -> None:
+        self.calls.append(("delete Service", name))
+        if name in self.fail:
+            raise Transient("connection reset")
+
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.calls.append(("patch status", status))
 
@@ -138,10 +143,24 @@ async def test_the_final_state_is_written_before_pods_are_deleted_and_only_once(
     world.pods = [pod(0).terminated(0).observe(), pod(1).running().observe()]
     world.api.calls.clear()
     await world.reconcile()
-    assert world.api.kinds() == ["patch status", "event", "delete Pod"]
+    # The gang's Service goes with the final write, sent beside it; the pods after it.
+    assert world.api.kinds() == ["delete Service", "patch status", "event", "delete Pod"]
     world.api.calls.clear()
     await world.reconcile()  # the delete is not yet visible: no second delete
     assert "delete Pod" not in world.api.kinds()
+    assert "delete Service" not in world.api.kinds()
+
+
+async def test_a_service_that_cannot_be_deleted_does_not_hold_back_the_final_state() -> None:
+    world = World(job(replicas=2))
+    first = await world.reconcile()
+    world.job = replace(world.job, status=first.status)
+    world.pods = [pod(0).terminated(0).observe(), pod(1).running().observe()]
+    world.api.fail.add("sim")
+    decision = await world.reconcile()
+    assert decision.status.state is JobState.SUCCESS
+    assert [c[1]["state"] for c in world.api.calls if c[0] == "patch status"][-1] == "SUCCESS"
+    assert world.api.kinds()[-2:] == ["event", "delete Pod"]  # and the pass went on
 
 
 async def test_a_change_that_is_no_new_state_is_batched_into_one_patch() -> None:

@@ -63,6 +63,36 @@ def test_rule_1_final_state_marks_the_replicas_it_deletes_in_the_same_write() ->
     assert final.status.running_replicas == 0
 
 
+@pytest.mark.parametrize("state", [JobState.SUCCESS, JobState.FAILURE, JobState.EXPIRED])
+def test_a_gang_entering_a_final_state_deletes_its_service_once(state: JobState) -> None:
+    queued_gang = in_state(job(replicas=2, deadline=60), JobState.IN_QUEUE)
+    running = in_state(queued_gang, JobState.RUNNING, pod(0).running(), pod(1).running())
+    ends = {JobState.SUCCESS: ([pod(0).terminated(0), pod(1).running()], NOW),
+            JobState.FAILURE: ([pod(0).evicted(), pod(1).running()], NOW),
+            JobState.EXPIRED: ([pod(0).running(), pod(1).running()], NOW + timedelta(hours=1))}
+    pods, now = ends[state]
+    entering = run(running, *pods, now=now)
+    assert entering.status.state is state
+    assert entering.delete_service
+    # Until the final state is written the pass is repeated, and so is the delete; after, never.
+    assert run(running, *pods, now=now).delete_service
+    assert not run(after(running, entering), *pods, now=now).delete_service
+    for earlier in (queued_gang, running):
+        assert not run(earlier, pod(0).running(), pod(1).running()).delete_service
+
+
+def test_no_service_to_delete_for_one_replica_or_a_gang_that_never_got_pods() -> None:
+    single = run(running_job(replicas=1), pod(0).terminated(0))
+    assert single.status.state is JobState.SUCCESS
+    assert not single.delete_service
+    privileged = {"containers": [{"name": "m", "image": "x",
+                                  "securityContext": {"privileged": True}}]}
+    refused = in_state(job(replicas=2, template_spec=privileged), JobState.IN_QUEUE)
+    decision = run(refused)
+    assert decision.status.reason == Reason.TEMPLATE_NOT_ALLOWED
+    assert not decision.delete_service
+
+
 def test_rule_1_a_replica_the_operator_deleted_stays_deleted_without_a_write() -> None:
     # The SIGKILL of the delete (137) is not news: no patch after the final one.
     final = final_job(JobState.SUCCESS)

@@ -78,7 +78,8 @@ The RBAC rules: exactly the API calls the operator makes, nothing more.
   ucloudjobs/finalizers  update        replica pods carry a controller ownerReference with
                                        blockOwnerDeletion (OwnerReferencesPermissionEnforcement)
   pods                   list, watch, create, delete
-  services               create        the headless Service of a multi-replica job
+  services               create, delete  the headless Service of a multi-replica job, deleted
+                                       when the job ends
   events (core v1)       create        one Event per state change
 kopf runs standalone with scanning disabled: no CRD, namespace or peering access.
 */}}
@@ -97,7 +98,7 @@ kopf runs standalone with scanning disabled: no CRD, namespace or peering access
   verbs: ["list", "watch", "create", "delete"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["create"]
+  verbs: ["create", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

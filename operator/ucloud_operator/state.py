@@ -379,7 +379,7 @@ def _decision(job: Job, facts: _Facts, outcome: Outcome, now: datetime) -> Decis
         # scheduler and the endpoint controllers a selector match on each of its pod events.
         # Decided on the pass that enters the final state, which is repeated only if that
         # write fails: the Service is never looked up, and its delete is sent once per job.
-        delete_service=entered and not active and gang and bool(facts.created_ranks),
+        delete_service=entered and outcome.state.is_final and gang and bool(facts.created_ranks),
         event=event,
         recheck_at=facts.recheck_at if active else None,
     )

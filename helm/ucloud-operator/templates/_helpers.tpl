@@ -78,7 +78,7 @@ The RBAC rules: exactly the API calls the operator makes, nothing more.
   ucloudjobs/finalizers  update        replica pods carry a controller ownerReference with
                                        blockOwnerDeletion (OwnerReferencesPermissionEnforcement)
   pods                   list, watch, create, delete
-  services               create, delete  the headless Service of a multi-replica job, deleted
+  services               create, delete the headless Service of a multi-replica job, deleted
                                        when the job ends
   events (core v1)       create        one Event per state change
 kopf runs standalone with scanning disabled: no CRD, namespace or peering access.

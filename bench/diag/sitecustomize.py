@@ -4,6 +4,8 @@ is on PYTHONPATH (bench/mem_probe.py does that). Nothing here is part of the ope
 - UCLOUD_DIAG_SLOW=<seconds>: every event-loop callback (a task step) that runs longer is written
   to stderr with its duration and what it ran: the source of a loop stall.
 - UCLOUD_DIAG_GC=1: garbage-collector pauses over 20 ms are written to stderr.
+Both give the wall time and the thread's CPU time: on a shared machine the difference is the
+time the thread waited for a core.
 - UCLOUD_DIAG_GC_THRESHOLD=a,b,c: gc.set_threshold(a, b, c), to try other collector settings.
 - UCLOUD_DIAG_TYPES=<file>: SIGUSR1 appends the count and shallow size of live GC-tracked
   objects by type to the file (cheap until asked, unlike tracemalloc).
@@ -27,11 +29,14 @@ def _install_slow_callbacks(threshold: float) -> None:
     original = asyncio.events.Handle._run
 
     def timed(self: asyncio.events.Handle) -> None:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         original(self)
         took = time.perf_counter() - started
         if took > threshold:
-            sys.stderr.write(f"DIAG slow-callback {took * 1000:.0f} ms {_what(self)}\n")
+            cpu_ms = (time.thread_time() - cpu) * 1000
+            sys.stderr.write(
+                f"DIAG slow-callback {took * 1000:.0f} ms cpu={cpu_ms:.0f} ms {_what(self)}\n"
+            )
 
     def _what(handle: asyncio.events.Handle) -> str:
         task = getattr(getattr(handle, "_callback", None), "__self__", None)  # a task step
@@ -44,16 +49,17 @@ def _install_slow_callbacks(threshold: float) -> None:
 
 
 def _install_gc_timer() -> None:
-    started: list[float] = [0.0]
+    started: list[float] = [0.0, 0.0]  # wall, thread CPU
 
     def callback(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            started[0] = time.perf_counter()
+            started[:] = [time.perf_counter(), time.thread_time()]
             return
         took = time.perf_counter() - started[0]
         if took > 0.02:
+            cpu_ms = (time.thread_time() - started[1]) * 1000
             sys.stderr.write(
-                f"DIAG gc generation={info['generation']} {took * 1000:.0f} ms "
+                f"DIAG gc generation={info['generation']} {took * 1000:.0f} ms cpu={cpu_ms:.0f} ms "
                 f"collected={info['collected']} objects={len(gc.get_objects())}\n"
             )
 

@@ -4,8 +4,8 @@ is on PYTHONPATH (bench/mem_probe.py does that). Nothing here is part of the ope
 - UCLOUD_DIAG_SLOW=<seconds>: every event-loop callback (a task step) that runs longer is written
   to stderr with its duration and what it ran: the source of a loop stall.
 - UCLOUD_DIAG_GC=1: garbage-collector pauses over 20 ms are written to stderr.
-Both give the wall time and the thread's CPU time: on a shared machine the difference is the
-time the thread waited for a core.
+  These two give the wall time and the thread's CPU time: on a shared machine the difference is
+  the time the thread waited for a core.
 - UCLOUD_DIAG_GC_THRESHOLD=a,b,c: gc.set_threshold(a, b, c), to try other collector settings.
 - UCLOUD_DIAG_TYPES=<file>: SIGUSR1 appends the count and shallow size of live GC-tracked
   objects by type to the file (cheap until asked, unlike tracemalloc).

@@ -74,6 +74,8 @@ async def main(jobs: int) -> None:
             for name, value in metrics.items():
                 if name.startswith(COUNTED):  # per job: what the CPU is spent on
                     print(f"  {name} {value / jobs:.2f}/job")
+            stall = metrics.get("ucloud_event_loop_lag_max_seconds", 0.0)
+            print(f"  longest event-loop stall {stall * 1000:.0f}ms")
             for name, total in metrics.items():  # mean durations: where a pass waits
                 if name.startswith(TIMED) and "_sum" in name:
                     count = metrics.get(name.replace("_sum", "_count"), 0.0)

@@ -184,6 +184,13 @@ class Cluster:
             return None
         return self.wait_for(name, f"state {state} reason {reason}", reached, timeout)
 
+    def wait_for_event(self, name: str, reason: str, timeout: float = 30.0) -> client.CoreV1Event:
+        """The job's Event of `reason`. The controller posts an Event after the status write it
+        reports, so a test that has seen the status may be ahead of the Event."""
+        def posted() -> client.CoreV1Event | None:
+            return next((e for e in self.events(name) if e.reason == reason), None)
+        return self.wait_for(name, f"event {reason}", posted, timeout)
+
     def wait_for_pods(self, name: str, count: int, phase: str | None = None,
                       timeout: float = 30.0) -> list[client.V1Pod]:
         def enough() -> list[client.V1Pod] | None:

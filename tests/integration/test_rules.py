@@ -86,6 +86,7 @@ def test_rule_3c_completed(cluster: Cluster) -> None:
     assert status["finishedAt"]
     assert updates(status) == ["IN_QUEUE", "RUNNING", "SUCCESS"]
     assert {c["type"]: c["reason"] for c in status["conditions"]}["Finished"] == "SUCCESS"
+    cluster.wait_for_event("done", "Completed")
     reasons = [e.reason for e in cluster.events("done")]
     assert sorted(reasons) == sorted(["WaitingForReplicas", "AllReplicasRunning", "Completed"])
 
@@ -226,8 +227,7 @@ def test_rule_3b_deadline_exceeded(cluster: Cluster) -> None:
     cluster.wait_for("timed", "pods deleted",
                      lambda: all(p.metadata.deletion_timestamp for p in cluster.pods("timed"))
                      or not cluster.pods("timed"))
-    warning = [e for e in cluster.events("timed") if e.reason == "DeadlineExceeded"]
-    assert warning and warning[0].type == "Warning"
+    assert cluster.wait_for_event("timed", "DeadlineExceeded").type == "Warning"
 
 
 def test_rule_3b_raising_the_deadline_moves_expires_at(cluster: Cluster) -> None:

@@ -5,8 +5,11 @@ watch events per job from its /metrics.
 
     .venv/bin/python bench/cpu_probe.py 100
     UCLOUD_PROBE_PROFILE=/tmp/probe .venv/bin/python bench/cpu_probe.py 100
+    UCLOUD_PROBE_DIAG=/tmp/diag .venv/bin/python bench/cpu_probe.py 1000
 
 The second also samples the operator with py-spy into /tmp/probe/operator-profile.txt (raw).
+The third loads bench/diag/sitecustomize.py into the operator (as bench/mem_probe.py does): slow
+event-loop callbacks and collector pauses, with their CPU time, go to /tmp/diag/operator.log.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from run import (
     Operator,
     create_namespace,
     delete_namespace,
+    diagnose_operators,
     start_profiler,
     stop_profiler,
     submit,
@@ -47,7 +51,9 @@ async def main(jobs: int) -> None:
     namespace = f"cpu-{int(time.time())}"
     async with Client(kubeconfig, "driver") as client:
         await create_namespace(client, namespace)
-        operator = Operator(kubeconfig, namespace, Path("/tmp/cpu_probe.log"), [])
+        diag = os.environ.get("UCLOUD_PROBE_DIAG")
+        log = diagnose_operators(Path(diag)) if diag else Path("/tmp/cpu_probe.log")
+        operator = Operator(kubeconfig, namespace, log, [])
         profile = os.environ.get("UCLOUD_PROBE_PROFILE")
         spy = None
         try:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kubeclient import Client
 from procstat import cpu_seconds, memory_kib
-from run import Operator, create_namespace, delete_namespace, submit
+from run import Operator, create_namespace, delete_namespace, diagnose_operators, submit
 
 import cluster
 
@@ -38,13 +38,7 @@ async def main(jobs: int) -> None:
     name = os.environ.get("UCLOUD_CLUSTER", "itest")
     kubeconfig = str(cluster.CACHE / f"kubeconfig-{name}")
     diag = os.environ.get("UCLOUD_PROBE_DIAG")
-    if diag:
-        Path(diag).mkdir(parents=True, exist_ok=True)
-        os.environ["PYTHONPATH"] = str(Path(__file__).resolve().parent / "diag")
-        os.environ.setdefault("UCLOUD_DIAG_SLOW", "0.1")
-        os.environ.setdefault("UCLOUD_DIAG_GC", "1")
-        os.environ.setdefault("UCLOUD_DIAG_TYPES", str(Path(diag) / "types.txt"))
-    log = Path(diag or "/tmp") / "operator.log"
+    log = diagnose_operators(Path(diag)) if diag else Path("/tmp/operator.log")
     await cluster.prepare(kubeconfig, NODES, jobs * REPLICAS // NODES + 10)
     namespace = f"mem-{int(time.time())}"
     async with Client(kubeconfig, "driver", pool=80, timeout=60) as client:

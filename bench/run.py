@@ -152,6 +152,19 @@ async def http_get(url: str, timeout: float = 5) -> tuple[int, str]:
     return int(head.split()[1]), body
 
 
+def diagnose_operators(folder: Path) -> Path:
+    """Load bench/diag/sitecustomize.py into the operators started from now on, not into this
+    process (its own pauses would mix with theirs): slow loop callbacks and collector pauses go
+    to the operator's log, live objects by type to <folder>/types.txt on SIGUSR1. Returns the
+    log's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["PYTHONPATH"] = str(BENCH / "diag")
+    os.environ.setdefault("UCLOUD_DIAG_SLOW", "0.1")
+    os.environ.setdefault("UCLOUD_DIAG_GC", "1")
+    os.environ.setdefault("UCLOUD_DIAG_TYPES", str(folder / "types.txt"))
+    return folder / "operator.log"
+
+
 def start_profiler(pid: int, folder: Path) -> subprocess.Popen[bytes] | None:
     """py-spy sampling the operator (bench extra); None if py-spy is not installed."""
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")

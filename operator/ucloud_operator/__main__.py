@@ -11,6 +11,7 @@ import kopf
 
 from . import settings as settings_module
 from .handlers import Runtime, SharedMemo, registry
+from .memories import CompactMemories
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             namespaces=ours.namespaces,
             standalone=True,
             memo=SharedMemo(runtime=Runtime(ours)),
+            memories=CompactMemories(),
         )
     )
     return 0

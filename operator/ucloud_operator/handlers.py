@@ -201,6 +201,9 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     # Only replica pods leave the API server: never stream every pod of the cluster.
     settings.watching.label_selectors["", "v1", "pods"] = JOB_NAME_LABEL
     settings.watching.server_timeout = 300
+    # An idle per-object worker holds its object's last event (a whole pod body) until it exits:
+    # after 0.5 s, not kopf's 5 s, a full collection under load scans half as many objects.
+    settings.queueing.idle_timeout = 0.5
     settings.networking.request_timeout = 60
     settings.networking.connect_timeout = 10
     # Nothing of kopf's is written on jobs or pods; if it ever were, it would carry our prefix.

@@ -12,6 +12,7 @@ import kopf
 from . import settings as settings_module
 from .handlers import Runtime, SharedMemo, registry
 from .memories import CompactMemories
+from .wirejson import decode_kopf_streams
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,6 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "enforce" if ours.pod_policy else "off",
         ours.workers,
     )
+    decode_kopf_streams()
     asyncio.run(
         kopf.operator(
             registry=registry,

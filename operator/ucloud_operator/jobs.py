@@ -8,7 +8,6 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from pydantic import ValidationError
 from .models import JobState, UCloudJobSpec, UCloudJobStatus
 from .pod_policy import template_violations
 from .state import Job
+from .wirejson import dumps, loads
 
 _STATES = frozenset(JobState)
 
@@ -51,11 +51,11 @@ class StoredJob:
             namespace=str(meta.get("namespace") or ""),
             name=str(meta.get("name") or ""),
             state=state,
-            body=json.dumps(kept, separators=(",", ":")).encode(),
+            body=dumps(kept),
         )
 
     def job(self) -> Job:
-        return read_job(json.loads(self.body))
+        return read_job(loads(self.body))
 
 
 class ParsedJobs:

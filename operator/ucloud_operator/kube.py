@@ -23,6 +23,7 @@ from kubernetes import client, config
 from .metrics import API_LATENCY, API_REQUESTS, API_RETRIES
 from .models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .state import Event
+from .wirejson import dumps
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class KubeApi:
     ) -> None:
         """Send one request, retrying transient failures with jittered backoff."""
         assert self._session is not None, "KubeApi.start() first"
-        data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
+        data = dumps(body) if body is not None else None
         failure: Exception | None = None
         for attempt, delay in enumerate((*_RETRY_DELAYS, None)):
             started = time.monotonic()

@@ -20,7 +20,6 @@ import types
 from typing import Any
 
 import orjson
-from kopf._cogs.clients import api as kopf_api
 
 
 def dumps(value: Any) -> bytes:
@@ -46,4 +45,7 @@ class _JsonForKopf(types.ModuleType):
 
 def decode_kopf_streams() -> None:
     """Make kopf decode the watch streams with `loads` above. Idempotent; process-wide."""
+    # Imported here: the pure modules that use dumps/loads (jobs.py) stay free of kopf.
+    from kopf._cogs.clients import api as kopf_api  # noqa: PLC0415
+
     kopf_api.json = _JsonForKopf("json")  # type: ignore[attr-defined]

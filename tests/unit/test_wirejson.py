@@ -34,7 +34,7 @@ def test_decode_kopf_streams_gives_kopf_the_operators_loads(
     monkeypatch.setattr(kopf_api, "json", kopf_api.json)  # restored after the test
     wirejson.decode_kopf_streams()
     line = json.dumps(POD_EVENT)
-    assert kopf_api.json.loads is wirejson.loads
+    assert kopf_api.json.loads is wirejson.loads_watch_event
     assert kopf_api.json.loads(line) == POD_EVENT
     assert kopf_api.json.dumps is json.dumps  # the rest of the module is the standard one
     assert kopf_api.json.JSONDecodeError is json.JSONDecodeError
@@ -47,6 +47,27 @@ def test_decode_kopf_streams_gives_kopf_the_operators_loads(
 def test_loads_reads_what_the_standard_library_reads(text: str) -> None:
     assert wirejson.loads(text) == json.loads(text)
     assert wirejson.loads(text.encode()) == json.loads(text)
+
+
+def test_watch_events_lose_managed_fields_and_nothing_else() -> None:
+    managed = [{"manager": "kwok-controller", "fieldsV1": {"f:status": {"f:phase": {}}}}]
+    event = json.loads(json.dumps(POD_EVENT))
+    event["object"]["metadata"]["managedFields"] = managed
+    assert wirejson.loads_watch_event(json.dumps(event).encode()) == POD_EVENT
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "12"}}},
+        {"type": "ERROR", "object": {"kind": "Status", "code": 410}},
+        {"type": "ERROR", "object": "not an object"},
+        [1, 2],
+        "text",
+    ],
+)
+def test_watch_events_of_any_shape_are_read_as_they_are(event: object) -> None:
+    assert wirejson.loads_watch_event(json.dumps(event)) == event
 
 
 def test_loads_falls_back_where_orjson_refuses() -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
 
 import kopf
+import uvloop
 
 from . import settings as settings_module
 from .handlers import Runtime, SharedMemo, registry
@@ -32,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ours.workers,
     )
     decode_kopf_streams()
-    asyncio.run(
+    # libuv's event loop, as `kopf run` takes when uvloop is installed.
+    uvloop.run(
         kopf.operator(
             registry=registry,
             clusterwide=not ours.namespaces,

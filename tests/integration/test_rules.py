@@ -206,6 +206,19 @@ def test_rule_3a_pod_lost_when_someone_deletes_a_replica(cluster: Cluster) -> No
                for p in cluster.pods("victim"))
 
 
+def test_rule_3a_pod_lost_when_a_pending_replica_is_deleted_at_once(cluster: Cluster) -> None:
+    # An unscheduled pod is deleted without a grace period: its watch sends DELETED alone, with
+    # no update carrying a deletionTimestamp before it.
+    nowhere = {"containers": [{"name": "main", "image": "busybox"}],
+               "nodeSelector": {"kubernetes.io/hostname": "nowhere"}}
+    cluster.create_job("stray", replicas=2, pod_spec=nowhere)
+    cluster.wait_for("stray", "both replicas recorded",
+                     lambda: len(cluster.status("stray").get("replicaStatuses") or []) == 2)
+    cluster.core.delete_namespaced_pod("stray-0", cluster.namespace)
+    status = cluster.wait_for_state("stray", "FAILURE", "PodLost")
+    assert "replica 0" in status["message"]
+
+
 def test_rule_3a_template_not_allowed(cluster: Cluster) -> None:
     privileged = {"containers": [{"name": "main", "image": "busybox",
                                   "securityContext": {"privileged": True}}]}

@@ -100,7 +100,9 @@ def scan(
         audit.counts[client][f"{verb} {resource}"] += 1
         if code >= 400:
             audit.counts[client][f"{verb} {resource} (HTTP {code})"] += 1
-        if client == "kwok" and resource == "pods/status" and verb == "patch":
+        if client == "kwok" and resource == "pods/status" and verb == "patch" and code < 400:
+            # Refused patches (a few 422s in a burst) changed nothing: counted as a pod's second
+            # write, they ended it at its start and gave its job a 30 s completion.
             audit.kwok_pod_status[ref.get("name", "")].append(at)
         elif resource in ("ucloudjobs/status", "jobs/status") and verb in ("patch", "update"):
             status = ((event.get("requestObject") or {}).get("status")) or {}
@@ -155,7 +157,8 @@ def report(
             v for k, v in counts.items() if k.split(" ", 1)[0] in ("get", "list", "watch")
         )
         total_writes += writes
-    # Server-side latencies: pods' first kwok status patch (Running) and their second (terminal).
+    # Server-side latencies: pods' first accepted kwok status patch (Running) and their second
+    # (terminal).
     running_at: dict[str, list[float]] = defaultdict(list)
     terminated_at: dict[str, list[float]] = defaultdict(list)
     for pod, stamps in audit.kwok_pod_status.items():

@@ -13,7 +13,8 @@ Each watch event also loses its object's `metadata.managedFields` as it is read,
 controller-runtime's caches can drop them (`cache.TransformStripManagedFields`): nothing here reads
 them, and they are about 60 % of a replica pod's dicts and lists (69 of 113 per pod event on the
 local control plane), which kopf's idle per-object workers would otherwise keep, and the collector
-scan, for up to `settings.queueing.idle_timeout`.
+scan, for up to `settings.queueing.idle_timeout`. (The list that starts each watch is read by
+aiohttp, not through this module, and keeps them: once per watch start, not per event.)
 
 The module attribute is kopf's internal interface (kopf is pinned); `tests/unit/test_wirejson.py`
 fails if kopf stops decoding its streams through it.

@@ -1,10 +1,11 @@
-"""The kopf shell: watches, two in-memory indices, and a controller fed with job keys.
+"""The kopf shell: the UCloudJob watch and index, the pod informer, and a controller fed with
+job keys.
 
-kopf only watches here. It indexes UCloudJobs and their replica pods (compact summaries, never
-whole bodies) and turns every event into a job key for the controller's work queue. No
-change-detecting handlers, daemons, timers or finalizers: kopf writes nothing on jobs or pods.
-kopf holds back the event handlers until both indices are filled, so no job is reconciled before
-its pods are known.
+kopf watches and indexes UCloudJobs (compact records, never whole bodies) and turns every event
+into a job key for the controller's work queue; the replica pods, most of the events, come
+through `informer.PodInformer`. No change-detecting handlers, daemons, timers or finalizers: kopf
+writes nothing on jobs or pods. kopf holds back the job events until the job index is filled and
+the controller waits for the pods' first list, so no job is reconciled before its pods are known.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -20,6 +20,7 @@ from kubernetes import client
 
 from .controller import Controller, JobKey
 from .http import Check, Server, watchers_alive
+from .informer import PodIndex, PodInformer
 from .jobs import ParsedJobs, StoredJob
 from .kube import KubeApi, load_client_config
 from .leader import LeaderElector
@@ -31,15 +32,13 @@ from .metrics import (
     JobsByState,
     measure_event_loop_lag,
 )
-from .models import GROUP, JOB_NAME_LABEL, PLURAL, VERSION
-from .replicas import ReplicaPod, observe
+from .models import GROUP, PLURAL, VERSION
 from .settings import OperatorSettings
 from .state import Job
 
 logger = logging.getLogger(__name__)
 
 registry = kopf.OperatorRegistry()
-_REPLICA_POD_LABELS: dict[str, Any] = {JOB_NAME_LABEL: kopf.PRESENT}
 
 
 class SharedMemo(kopf.Memo):
@@ -63,28 +62,28 @@ class Runtime:
         self.elector: LeaderElector | None = None
         self.lease_task: asyncio.Task[None] | None = None
         self.lag_task: asyncio.Task[None] | None = None
+        self.informers: list[PodInformer] = []
+        self.informer_tasks: list[asyncio.Task[None]] = []
 
     def healthy(self) -> Check:
-        """Alive: the sync loop runs and kopf's watchers have not ended."""
-        watchers = watchers_alive((PLURAL, "pods"))
+        """Alive: the sync loop runs, and neither kopf's job watcher nor a pod informer ended."""
+        watchers = watchers_alive((PLURAL,))
         loop_ok = self.task is not None and not self.task.done()
-        return Check(watchers.ok and loop_ok, {**watchers.detail, "controller": loop_ok})
+        pods_ok = bool(self.informer_tasks) and not any(t.done() for t in self.informer_tasks)
+        ok = watchers.ok and loop_ok and pods_ok
+        return Check(ok, {**watchers.detail, "pod informers": pods_ok, "controller": loop_ok})
 
     def ready(self) -> Check:
-        """Ready: started, and both watches are up (kopf fills the indices before any pass)."""
-        return self.healthy()
+        """Ready: alive, and the pods are listed (kopf lists the jobs before any job event)."""
+        health = self.healthy()
+        synced = bool(self.informers) and all(i.synced.is_set() for i in self.informers)
+        return Check(health.ok and synced, {**health.detail, "pods listed": synced})
 
 
 @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
 async def ucloud_jobs(body: kopf.Body, **_: Any) -> dict[JobKey, StoredJob]:
     job = StoredJob.of(body)
     return {(job.namespace, job.name): job}
-
-
-@kopf.index("", "v1", "pods", registry=registry, labels=_REPLICA_POD_LABELS)
-async def replica_pods(body: kopf.Body, **_: Any) -> dict[JobKey, ReplicaPod]:
-    pod = observe(body)
-    return {(pod.namespace, pod.job_name): pod}
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
@@ -96,14 +95,6 @@ async def job_changed(type: str, namespace: str | None, name: str, memo: Any, **
     else:
         controller.enqueue(key)
     WATCH_EVENTS.labels(PLURAL).inc()
-
-
-@kopf.on.event("", "v1", "pods", registry=registry, labels=_REPLICA_POD_LABELS)
-async def pod_changed(
-    namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
-) -> None:
-    memo.runtime.controller.enqueue((namespace or "", labels[JOB_NAME_LABEL]), pod_event=True)
-    WATCH_EVENTS.labels("pods").inc()
 
 
 @kopf.on.login(registry=registry)
@@ -118,7 +109,6 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
     runtime: Runtime = memo.runtime
     # kopf passes each index as a keyword named after its function.
     ucloud_jobs: kopf.Index[JobKey, StoredJob] = indices["ucloud_jobs"]
-    replica_pods: kopf.Index[JobKey, ReplicaPod] = indices["replica_pods"]
     configure_kopf(settings, runtime.settings)
 
     parsed = ParsedJobs()
@@ -127,9 +117,6 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
         store = ucloud_jobs.get(key)
         stored = next(iter(store), None) if store is not None else None
         return parsed.job(stored) if stored is not None else None
-
-    def pods(key: JobKey) -> Iterable[ReplicaPod]:
-        return replica_pods.get(key, ())
 
     ours = runtime.settings
     configuration = load_client_config()
@@ -152,16 +139,35 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
             on_started_leading=resync,
         )
         runtime.lease_task = asyncio.create_task(runtime.elector.run(), name="leader election")
+    pods = PodIndex()
     runtime.controller = Controller(
         runtime.api,
         ours.rules,
         job,
-        pods,
+        pods.pods,
         leading=leading,
         create_concurrency=max(1, ours.api_concurrency // 2),  # the rest for status writes
     )
     LEADER.set_function(lambda: 1.0 if leading() else 0.0)
-    runtime.task = asyncio.create_task(runtime.controller.run(ours.workers), name="controller")
+    controller = runtime.controller
+
+    def pods_changed(key: JobKey) -> None:
+        controller.enqueue(key, pod_event=True)
+
+    runtime.informers = [
+        PodInformer(runtime.api, pods, namespace, pods_changed)
+        for namespace in (ours.namespaces or (None,))
+    ]
+    runtime.informer_tasks = [
+        asyncio.create_task(informer.run(), name=f"pod informer {informer.scope}")
+        for informer in runtime.informers
+    ]
+
+    async def run_when_listed() -> None:
+        await asyncio.gather(*(informer.synced.wait() for informer in runtime.informers))
+        await controller.run(ours.workers)
+
+    runtime.task = asyncio.create_task(run_when_listed(), name="controller")
     QUEUE_DEPTH.set_function(lambda: len(runtime.controller.queue) if runtime.controller else 0)
     runtime.jobs_by_state = JobsByState(
         lambda: (job.state for store in ucloud_jobs.values() for job in store)
@@ -184,7 +190,7 @@ async def stop(memo: Any, **_: Any) -> None:
         await runtime.server.stop()
     if runtime.jobs_by_state is not None:
         REGISTRY.unregister(runtime.jobs_by_state)
-    for task in (runtime.task, runtime.lease_task, runtime.lag_task):
+    for task in (runtime.task, runtime.lease_task, runtime.lag_task, *runtime.informer_tasks):
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -198,10 +204,8 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     settings.peering.standalone = True  # one replica, Recreate: no peering objects to freeze on
     settings.scanning.disabled = True  # no cluster-wide list of CRDs and namespaces needed
     settings.posting.enabled = False  # the controller posts its own events, one per change
-    # Only replica pods leave the API server: never stream every pod of the cluster.
-    settings.watching.label_selectors["", "v1", "pods"] = JOB_NAME_LABEL
     settings.watching.server_timeout = 300
-    # An idle per-object worker holds its object's last event (a whole pod body) until it exits:
+    # An idle per-object worker holds its object's last event (a whole job body) until it exits:
     # after 0.5 s, not kopf's 5 s, a full collection under load scans half as many objects.
     settings.queueing.idle_timeout = 0.5
     settings.networking.request_timeout = 60
@@ -214,8 +218,8 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
 
 class NoDiffBase(kopf.DiffBaseStorage):
     """kopf deep-copies every event's body to diff it for change-detecting handlers; this
-    operator has none (index and event handlers only), so the copy is skipped: it was about a
-    tenth of the operator's CPU under load. It stores and fetches nothing."""
+    operator has none (index and event handlers only), so the copy is skipped. It stores and
+    fetches nothing."""
 
     def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
         return kopf.BodyEssence()

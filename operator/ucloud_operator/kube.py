@@ -1,4 +1,5 @@
-"""The operator's few writes to the Kubernetes API, behind one small protocol.
+"""The operator's few writes to the Kubernetes API, behind one small protocol, and the list and
+watch that feed the pod informer.
 
 The writes go out on aiohttp (already kopf's HTTP client) straight from the event loop: no thread
 pool, and no client-side models to build and validate for every pod, which measured as most of
@@ -14,6 +15,7 @@ import logging
 import random
 import ssl
 import time
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -23,7 +25,7 @@ from kubernetes import client, config
 from .metrics import API_LATENCY, API_REQUESTS, API_RETRIES
 from .models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .state import Event
-from .wirejson import dumps
+from .wirejson import dumps, loads
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,10 @@ class Refused(Exception):  # noqa: N818 - it reads as "the API server refused"
 
 class Transient(Exception):  # noqa: N818
     """The API server could not be reached or answered with a retryable error."""
+
+
+class Expired(Transient):
+    """410 Gone: the resourceVersion a list or watch started from is too old; list again."""
 
 
 class JobApi(Protocol):
@@ -77,15 +83,67 @@ class KubeApi:
         self._instance = instance
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=5.0)
         self._session: aiohttp.ClientSession | None = None
+        self._watch_session: aiohttp.ClientSession | None = None
         self._token_read_at = 0.0
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(ssl=self._ssl_context(), limit=self._concurrency)
+        context = self._ssl_context()
+        connector = aiohttp.TCPConnector(ssl=context, limit=self._concurrency)
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        # Watches hold their connection for minutes: they must not take the writers' slots.
+        self._watch_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=context, limit=0),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0),
+        )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._watch_session):
+            if session is not None:
+                await session.close()
+
+    async def list_page(self, resource: str, path: str, params: Mapping[str, str]) -> Any:
+        """One page of a list, decoded."""
+        assert self._watch_session is not None, "KubeApi.start() first"
+        try:
+            async with self._watch_session.get(
+                self._base + path,
+                params=params,
+                headers=self._headers("application/json"),
+                timeout=self._timeout,
+            ) as response:
+                payload = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise Transient(f"list {resource}: {error!r}") from error
+        API_REQUESTS.labels("list", resource, str(status)).inc()
+        if status >= 300:
+            raise _error(status, payload.decode(errors="replace"))
+        return loads(payload)
+
+    async def watch(
+        self, resource: str, path: str, params: Mapping[str, str], read_timeout: float
+    ) -> AsyncIterator[Any]:
+        """The decoded events of one watch request, until the server ends it."""
+        assert self._watch_session is not None, "KubeApi.start() first"
+        try:
+            async with self._watch_session.get(
+                self._base + path,
+                params={**params, "watch": "true"},
+                headers=self._headers("application/json"),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=read_timeout),
+            ) as response:
+                API_REQUESTS.labels("watch", resource, str(response.status)).inc()
+                if response.status >= 300:
+                    raise _error(response.status, (await response.read()).decode(errors="replace"))
+                rest = b""
+                async for chunk in response.content.iter_any():
+                    lines = (rest + chunk).split(b"\n")
+                    rest = lines.pop()
+                    for line in lines:
+                        if line:
+                            yield loads(line)
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise Transient(f"watch {resource}: {error!r}") from error
 
     async def create(self, body: dict[str, Any]) -> None:
         """Create a pod or Service; AlreadyExists is success (names are deterministic)."""
@@ -221,6 +279,14 @@ class KubeApi:
         if configuration.cert_file:
             context.load_cert_chain(configuration.cert_file, configuration.key_file)
         return context
+
+
+def _error(status: int, text: str) -> Refused | Transient:
+    if status == 410:
+        return Expired(_message(status, text))
+    if status in _TRANSIENT_STATUS:
+        return Transient(_message(status, text))
+    return Refused(_message(status, text))
 
 
 def _message(status: int, text: str) -> str:

@@ -1,11 +1,11 @@
 """kopf's memory of every watched object, in one small object instead of six.
 
-kopf keeps a record per object it has seen (every replica pod and every job) until the object is
-deleted: four dataclasses, a set and a dict, for throttling errors, retrying index functions and
-running daemons. At 10,000 jobs x 4 pods that was 250,000 of the 400,000 objects the garbage
-collector scans in a full collection. `CompactMemories` keeps the same fields in one object with
-slots (bench/mem_probe.py at that size: 402,509 -> 203,522 tracked objects, 228 -> 187 MiB); it
-is handed to `kopf.operator(memories=...)`.
+kopf keeps a record per object it has seen (every job; every replica pod too, before the pods had an
+informer of their own) until the object is deleted: four dataclasses, a set and a dict, for
+throttling errors, retrying index functions and running daemons. At 10,000 jobs x 4 pods that was
+250,000 of the 400,000 objects the garbage collector scans in a full collection. `CompactMemories`
+keeps the same fields in one object with slots (bench/mem_probe.py at that size: 402,509 -> 203,522
+tracked objects, 228 -> 187 MiB); it is handed to `kopf.operator(memories=...)`.
 
 The record is kopf's internal interface (pinned kopf); `tests/unit/test_memories.py` fails when
 its fields change.

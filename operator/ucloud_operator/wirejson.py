@@ -1,5 +1,5 @@
-"""JSON on the wire, with orjson: the operator's request bodies, its stored jobs, and the watch
-streams that kopf reads.
+"""JSON on the wire, with orjson: the operator's request bodies, its stored jobs, the pod
+informer's list and watch, and the UCloudJob watch stream that kopf reads.
 
 Decoding watch events was the largest leaf of the operator's CPU profile under load
 (`UCLOUD_PROBE_PROFILE=... bench/cpu_probe.py 1000`: the standard library's `raw_decode` held 8 % of
@@ -11,10 +11,11 @@ standard library reads it, so kopf sees the same values either way.
 
 Each watch event also loses its object's `metadata.managedFields` as it is read, as
 controller-runtime's caches can drop them (`cache.TransformStripManagedFields`): nothing here reads
-them, and they are about 60 % of a replica pod's dicts and lists (69 of 113 per pod event on the
-local control plane), which kopf's idle per-object workers would otherwise keep, and the collector
-scan, for up to `settings.queueing.idle_timeout`. (The list that starts each watch is read by
-aiohttp, not through this module, and keeps them: once per watch start, not per event.)
+them, and they were about 60 % of a replica pod's dicts and lists (69 of 113 per pod event on the
+local control plane, when kopf watched the pods too); kopf's idle per-object workers would otherwise
+keep them, and the collector scan them, for up to `settings.queueing.idle_timeout`. (The list that
+starts each watch is read by aiohttp, not through this module, and keeps them: once per watch start,
+not per event.)
 
 The module attribute is kopf's internal interface (kopf is pinned); `tests/unit/test_wirejson.py`
 fails if kopf stops decoding its streams through it.

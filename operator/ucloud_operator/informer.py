@@ -138,7 +138,7 @@ class PodInformer:
         params = {"labelSelector": JOB_NAME_LABEL, "limit": str(LIST_PAGE)}
         stale = set(self._index.in_namespace(self._namespace))
         while True:
-            page = await self._api.list_page("pods", self._path, params)
+            page = _mapping(await self._api.list_page("pods", self._path, params))
             for item in _list(page.get("items")):
                 pod = observe(item)
                 if not pod.name:

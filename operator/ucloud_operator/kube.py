@@ -118,7 +118,10 @@ class KubeApi:
         API_REQUESTS.labels("list", resource, str(status)).inc()
         if status >= 300:
             raise _error(status, payload.decode(errors="replace"))
-        return loads(payload)
+        try:
+            return loads(payload)
+        except ValueError as error:
+            raise Transient(f"list {resource}: not JSON: {error}") from error
 
     async def watch(
         self, resource: str, path: str, params: Mapping[str, str], read_timeout: float
@@ -144,6 +147,8 @@ class KubeApi:
                             yield loads(line)
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             raise Transient(f"watch {resource}: {error!r}") from error
+        except ValueError as error:  # a garbled line: watch again from the last good one
+            raise Transient(f"watch {resource}: not JSON: {error}") from error
 
     async def create(self, body: dict[str, Any]) -> None:
         """Create a pod or Service; AlreadyExists is success (names are deterministic)."""

@@ -114,6 +114,7 @@ class KubeApi:
                 payload = await response.read()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            API_REQUESTS.labels("list", resource, "0").inc()
             raise Transient(f"list {resource}: {error!r}") from error
         API_REQUESTS.labels("list", resource, str(status)).inc()
         if status >= 300:

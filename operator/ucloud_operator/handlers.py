@@ -65,6 +65,27 @@ class Runtime:
         self.informers: list[PodInformer] = []
         self.informer_tasks: list[asyncio.Task[None]] = []
 
+    def start_pod_informers(self, api: KubeApi, index: PodIndex, controller: Controller) -> None:
+        """One informer per watched namespace, or one for all; each change queues the job."""
+
+        def changed(key: JobKey) -> None:
+            controller.enqueue(key, pod_event=True)
+
+        self.informers = [
+            PodInformer(api, index, namespace, changed)
+            for namespace in (self.settings.namespaces or (None,))
+        ]
+        self.informer_tasks = [
+            asyncio.create_task(informer.run(), name=f"pod informer {informer.scope}")
+            for informer in self.informers
+        ]
+
+    async def run_controller(self, controller: Controller, workers: int) -> None:
+        """The sync loop, once every informer has its first list: no pass sees a job without
+        the pods it already has."""
+        await asyncio.gather(*(informer.synced.wait() for informer in self.informers))
+        await controller.run(workers)
+
     def healthy(self) -> Check:
         """Alive: the sync loop runs, and neither kopf's job watcher nor a pod informer ended."""
         watchers = watchers_alive((PLURAL,))
@@ -149,25 +170,10 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
         create_concurrency=max(1, ours.api_concurrency // 2),  # the rest for status writes
     )
     LEADER.set_function(lambda: 1.0 if leading() else 0.0)
-    controller = runtime.controller
-
-    def pods_changed(key: JobKey) -> None:
-        controller.enqueue(key, pod_event=True)
-
-    runtime.informers = [
-        PodInformer(runtime.api, pods, namespace, pods_changed)
-        for namespace in (ours.namespaces or (None,))
-    ]
-    runtime.informer_tasks = [
-        asyncio.create_task(informer.run(), name=f"pod informer {informer.scope}")
-        for informer in runtime.informers
-    ]
-
-    async def run_when_listed() -> None:
-        await asyncio.gather(*(informer.synced.wait() for informer in runtime.informers))
-        await controller.run(ours.workers)
-
-    runtime.task = asyncio.create_task(run_when_listed(), name="controller")
+    runtime.start_pod_informers(runtime.api, pods, runtime.controller)
+    runtime.task = asyncio.create_task(
+        runtime.run_controller(runtime.controller, ours.workers), name="controller"
+    )
     QUEUE_DEPTH.set_function(lambda: len(runtime.controller.queue) if runtime.controller else 0)
     runtime.jobs_by_state = JobsByState(
         lambda: (job.state for store in ucloud_jobs.values() for job in store)

@@ -224,7 +224,8 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
 
 class NoDiffBase(kopf.DiffBaseStorage):
     """kopf deep-copies every event's body to diff it for change-detecting handlers; this
-    operator has none (index and event handlers only), so the copy is skipped. It stores and
+    operator has none (index and event handlers only), so the copy is skipped: it was about a
+    tenth of the operator's CPU under load (when kopf still watched the pods). It stores and
     fetches nothing."""
 
     def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from .kube import Expired, Refused, Transient
 from .metrics import WATCH_EVENTS
 from .models import JOB_NAME_LABEL
-from .replicas import ReplicaPod, observe
+from .replicas import ReplicaPod, as_list, as_mapping, observe
 
 logger = logging.getLogger(__name__)
 
@@ -66,13 +66,14 @@ class PodIndex:
     def put(self, pod: ReplicaPod) -> tuple[JobKey, ...]:
         """Store a pod's summary; the jobs it concerns (two if it moved to another job)."""
         key = (pod.namespace, pod.job_name)
-        was = self._job_of.get((pod.namespace, pod.name))
-        moved = was is not None and was != key
-        if moved:
+        left = self._job_of.get((pod.namespace, pod.name))
+        if left == key:
+            left = None
+        if left is not None:
             self.remove(pod.namespace, pod.name)
         self._job_of[pod.namespace, pod.name] = key
         self._by_job.setdefault(key, {})[pod.name] = pod
-        return (key, was) if moved and was is not None else (key,)
+        return (key,) if left is None else (key, left)
 
     def remove(self, namespace: str, name: str) -> JobKey | None:
         key = self._job_of.pop((namespace, name), None)
@@ -138,14 +139,13 @@ class PodInformer:
         params = {"labelSelector": JOB_NAME_LABEL, "limit": str(LIST_PAGE)}
         stale = set(self._index.in_namespace(self._namespace))
         while True:
-            page = _mapping(await self._api.list_page("pods", self._path, params))
-            for item in _list(page.get("items")):
-                pod = observe(item)
-                if not pod.name:
-                    continue
-                stale.discard((pod.namespace, pod.name))
-                self._put(pod)
-            metadata = _mapping(page.get("metadata"))
+            page = as_mapping(await self._api.list_page("pods", self._path, params))
+            for item in as_list(page.get("items")):
+                pod = _observe_named(item)
+                if pod is not None:
+                    stale.discard((pod.namespace, pod.name))
+                    self._put(pod)
+            metadata = as_mapping(page.get("metadata"))
             more = metadata.get("continue")
             if not more:
                 break
@@ -164,21 +164,20 @@ class PodInformer:
         }
         async for event in self._api.watch("pods", self._path, params, READ_TIMEOUT):
             kind = event.get("type") if isinstance(event, Mapping) else None
-            body = _mapping(event.get("object")) if kind else {}
+            body = as_mapping(event.get("object")) if kind else {}
             if kind == "ERROR":
                 code = body.get("code")
                 if code == 410:
                     raise Expired(str(body.get("message", "resourceVersion too old")))
                 raise Transient(f"watch error {code}: {body.get('message')}")
-            self._version = str(_mapping(body.get("metadata")).get("resourceVersion") or version)
-            if kind in ("ADDED", "MODIFIED", "DELETED"):
-                pod = observe(body)
-                if not pod.name:
-                    continue  # nothing the API server sends; nothing to key it by
-                if kind == "DELETED":
-                    self._remove(pod.namespace, pod.name)
-                else:
-                    self._put(pod)
+            self._version = str(as_mapping(body.get("metadata")).get("resourceVersion") or version)
+            pod = _observe_named(body) if kind in ("ADDED", "MODIFIED", "DELETED") else None
+            if pod is None:
+                continue
+            if kind == "DELETED":
+                self._remove(pod.namespace, pod.name)
+            else:
+                self._put(pod)
 
     def _put(self, pod: ReplicaPod) -> None:
         for key in self._index.put(pod):
@@ -192,9 +191,8 @@ class PodInformer:
         WATCH_EVENTS.labels("pods").inc()
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
+def _observe_named(body: Any) -> ReplicaPod | None:
+    """The pod's summary; None for a body without a name (nothing the API server sends), which
+    nothing could key."""
+    pod = observe(body)
+    return pod if pod.name else None

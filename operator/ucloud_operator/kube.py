@@ -118,7 +118,7 @@ class KubeApi:
             raise Transient(f"list {resource}: {error!r}") from error
         API_REQUESTS.labels("list", resource, str(status)).inc()
         if status >= 300:
-            raise _error(status, payload.decode(errors="replace"))
+            raise _read_error(status, payload.decode(errors="replace"))
         try:
             return loads(payload)
         except ValueError as error:
@@ -138,7 +138,9 @@ class KubeApi:
             ) as response:
                 API_REQUESTS.labels("watch", resource, str(response.status)).inc()
                 if response.status >= 300:
-                    raise _error(response.status, (await response.read()).decode(errors="replace"))
+                    raise _read_error(
+                        response.status, (await response.read()).decode(errors="replace")
+                    )
                 rest = b""
                 async for chunk in response.content.iter_any():
                     lines = (rest + chunk).split(b"\n")
@@ -241,9 +243,10 @@ class KubeApi:
                 API_REQUESTS.labels(verb, resource, str(status)).inc()
                 if status < 300 or status == ok_too:
                     return
-                if status not in _TRANSIENT_STATUS:
-                    raise Refused(_message(status, text))
-                failure = Transient(f"{verb} {resource}: {_message(status, text)}")
+                answer = _error(status, text)
+                if isinstance(answer, Refused):
+                    raise answer
+                failure = Transient(f"{verb} {resource}: {answer}")
             if delay is None:
                 raise failure
             API_RETRIES.labels(verb, resource).inc()
@@ -292,11 +295,14 @@ class KubeApi:
 
 
 def _error(status: int, text: str) -> Refused | Transient:
-    if status == 410:
-        return Expired(_message(status, text))
-    if status in _TRANSIENT_STATUS:
-        return Transient(_message(status, text))
-    return Refused(_message(status, text))
+    """An answer of `status`: refused for good, or worth another try."""
+    message = _message(status, text)
+    return Transient(message) if status in _TRANSIENT_STATUS else Refused(message)
+
+
+def _read_error(status: int, text: str) -> Refused | Transient:
+    """As `_error`; and a list or watch from a version too old (410 Gone) is `Expired`."""
+    return Expired(_message(status, text)) if status == 410 else _error(status, text)
 
 
 def _message(status: int, text: str) -> str:

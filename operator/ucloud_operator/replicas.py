@@ -74,10 +74,10 @@ class ReplicaPod:
 
 def observe(pod: Mapping[str, Any]) -> ReplicaPod:
     """Summarise a pod body. Never raises."""
-    meta = _mapping(pod.get("metadata") if isinstance(pod, Mapping) else None)
-    spec = _mapping(pod.get("spec") if isinstance(pod, Mapping) else None)
-    status = _mapping(pod.get("status") if isinstance(pod, Mapping) else None)
-    labels = _mapping(meta.get("labels"))
+    meta = as_mapping(pod.get("metadata") if isinstance(pod, Mapping) else None)
+    spec = as_mapping(pod.get("spec") if isinstance(pod, Mapping) else None)
+    status = as_mapping(pod.get("status") if isinstance(pod, Mapping) else None)
+    labels = as_mapping(meta.get("labels"))
     waiting_reason, waiting_message = _first_waiting(status)
     return ReplicaPod(
         name=_str(meta.get("name")) or "",
@@ -100,11 +100,12 @@ def observe(pod: Mapping[str, Any]) -> ReplicaPod:
     )
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
+def as_mapping(value: Any) -> Mapping[str, Any]:
+    """The value if it is a mapping, else an empty one: untrusted JSON is read without raising."""
     return value if isinstance(value, Mapping) else {}
 
 
-def _list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
@@ -135,14 +136,14 @@ def _time(value: Any) -> datetime | None:
 
 
 def _controller_uid(refs: Any) -> str | None:
-    for ref in _list(refs):
+    for ref in as_list(refs):
         if isinstance(ref, Mapping) and ref.get("controller") is True:
             return _str(ref.get("uid"))
     return None
 
 
 def _condition(status: Mapping[str, Any], kind: str, value: str) -> Mapping[str, Any] | None:
-    for condition in _list(status.get("conditions")):
+    for condition in as_list(status.get("conditions")):
         if (
             isinstance(condition, Mapping)
             and condition.get("type") == kind
@@ -161,13 +162,15 @@ def _unschedulable_message(status: Mapping[str, Any]) -> str | None:
 
 def _container_statuses(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     # Init containers first: while they wait, the main containers wait behind them.
-    statuses = _list(status.get("initContainerStatuses")) + _list(status.get("containerStatuses"))
+    statuses = as_list(status.get("initContainerStatuses")) + as_list(
+        status.get("containerStatuses")
+    )
     return [s for s in statuses if isinstance(s, Mapping)]
 
 
 def _first_waiting(status: Mapping[str, Any]) -> tuple[str | None, str | None]:
     for container in _container_statuses(status):
-        waiting = _mapping(_mapping(container.get("state")).get("waiting"))
+        waiting = as_mapping(as_mapping(container.get("state")).get("waiting"))
         reason = _str(waiting.get("reason"))
         if reason:
             return reason, _str(waiting.get("message"))
@@ -177,10 +180,10 @@ def _first_waiting(status: Mapping[str, Any]) -> tuple[str | None, str | None]:
 def _termination(status: Mapping[str, Any]) -> Termination | None:
     """The most telling terminated container: the first non-zero exit, else the first exit."""
     first: Termination | None = None
-    for container in _list(status.get("containerStatuses")):
+    for container in as_list(status.get("containerStatuses")):
         if not isinstance(container, Mapping):
             continue
-        terminated = _mapping(_mapping(container.get("state")).get("terminated"))
+        terminated = as_mapping(as_mapping(container.get("state")).get("terminated"))
         if not terminated:
             continue
         # A terminated state without an exit code is still an end; treat it as a failure.

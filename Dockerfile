@@ -44,6 +44,11 @@ COPY --from=builder /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
+# A passwd and group entry for the runtime user, as distroless' "nonroot" has: a runtime does not
+# make one (containerd, CRI-O and Docker run the UID as it is), and libraries that look the user up
+# (getpass, ~ expansion) would fail. The operator itself needs none (it names itself).
+RUN echo 'nonroot:x:65532:65532:nonroot:/tmp:/usr/sbin/nologin' >> /etc/passwd \
+ && echo 'nonroot:x:65532:' >> /etc/group
 # Numeric, so that runAsNonRoot can verify it; the chart runs as the same UID and GID.
 USER 65532:65532
 WORKDIR /tmp

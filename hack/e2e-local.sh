@@ -370,7 +370,10 @@ setup_engine() {
       nofile="$(ulimit -Hn)"; [[ "$nofile" == unlimited || "$nofile" -gt 65536 ]] && nofile=65536
       nproc="$(ulimit -Hu)"; [[ "$nproc" == unlimited || "$nproc" -gt 4096 ]] && nproc=4096
       # --read-only-tmpfs=false: no tmpfs on /run and /var/tmp either, only the /tmp below.
-      run_flags=(--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc" --read-only-tmpfs=false) ;;
+      # --passwd=false: podman would add a passwd line for --user; containerd, CRI-O and Docker
+      # do not, so the container starts here as it does on a real node.
+      run_flags=(--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc" --read-only-tmpfs=false
+        --passwd=false) ;;
     *) die "ENGINE=$engine: docker or podman" ;;
   esac
   export ENGINE="$engine"

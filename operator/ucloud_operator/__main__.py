@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any, cast
 
 import kopf
 import uvloop
@@ -39,6 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             clusterwide=not ours.namespaces,
             namespaces=ours.namespaces,
             standalone=True,
+            # Without it kopf names the process after getpass.getuser(), which raises where the
+            # UID has no passwd entry: containerd, CRI-O and Docker add none, and OpenShift runs
+            # images under arbitrary UIDs. kopf's Identity is a NewType of str it does not export.
+            identity=cast(Any, ours.instance),
             memo=SharedMemo(runtime=Runtime(ours)),
             memories=CompactMemories(),
         )

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export UCLOUD_CLUSTER ?= ucloud
 
 .PHONY: help venv crd lint soak test test-unit test-integration control-plane cluster cluster-down \
-        run demo clean
+        run demo clean test-node node
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -43,12 +43,25 @@ control-plane: ## build etcd, kube-*, kwok, kubectl, helm from Go modules into t
 test-integration: $(BIN)/python ## integration and fast reliability tests on the local control plane
 	$(BIN)/pytest tests/integration tests/reliability -q
 
-# The e2e tier runs through `make e2e-local` (chart installed, operator as its ServiceAccount).
+# The e2e tier runs through `make e2e-local` (chart installed, operator as its ServiceAccount) and
+# `make e2e-node` (chart installed, operator as its pod on the real node).
 test: lint chart-lint $(BIN)/python ## everything CI runs: lint, all test tiers, the chart end to end
 	$(BIN)/pytest tests/unit tests/integration tests/reliability -q
 	$(MAKE) e2e-local
+	$(MAKE) test-node
+	$(MAKE) e2e-node
 
-cluster: ## start the local control plane with 3 KWOK nodes; prints the kubeconfig
+# One real node per machine (its bridge and kube-proxy's iptables chains are the machine's): the
+# tier's cluster is deleted after it, so that e2e-node can start its own.
+test-node: $(BIN)/python ## the real-node tier: replicas as real containers on a kubelet (root; builds the node)
+	hack/build-node.sh >/dev/null
+	rc=0; UCLOUD_REAL_NODE=1 UCLOUD_CLUSTER=$${NODE_CLUSTER:-node} $(BIN)/pytest tests/node -q || rc=$$?; \
+	  [[ "$${NODE_KEEP_CLUSTER:-0}" == 1 ]] || UCLOUD_CLUSTER=$${NODE_CLUSTER:-node} hack/cluster.sh down; exit $$rc
+
+node: ## build the real node's parts (containerd, CNI plugins, CoreDNS, images) into the cache
+	hack/build-node.sh
+
+cluster: ## start the local control plane with 3 KWOK nodes (UCLOUD_REAL_NODE=1: and a real node); prints the kubeconfig
 	hack/cluster.sh up
 
 cluster-down: ## stop and delete the local control plane
@@ -68,7 +81,7 @@ clean: ## remove the virtualenv and caches (not the control-plane cache)
 CHART := helm/ucloud-operator
 IMAGE ?= ucloud-operator:dev
 
-.PHONY: manifests chart-lint image e2e-local e2e-image e2e-kind
+.PHONY: manifests chart-lint image e2e-local e2e-image e2e-node e2e-kind
 
 manifests: ## copy manifests/crd.yaml into the chart and render manifests/install.yaml from it
 	bin="$$(hack/build-control-plane.sh | tail -n1)"; source hack/versions.env; \
@@ -95,6 +108,9 @@ e2e-local: $(BIN)/python ## chart installed on the local control plane, operator
 
 e2e-image: $(BIN)/python ## make image, then e2e-local with the operator run from it (podman run --read-only, in-cluster config)
 	E2E_OPERATOR=container IMAGE=$(IMAGE) E2E_CLUSTER=$${E2E_CLUSTER:-e2e-img} hack/e2e-local.sh
+
+e2e-node: $(BIN)/python ## make image, imported into the real node; helm install --wait, the operator as its pod there; tests/e2e
+	IMAGE=$(IMAGE) hack/e2e-node.sh
 
 e2e-kind: ## kind cluster, image built and loaded, chart installed, tests/e2e (needs docker and kind)
 	hack/e2e-kind.sh

@@ -10,7 +10,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=versions.env
 source "$here/versions.env"
 
-binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl helm)
+# kubelet and kube-proxy are the real node's (hack/node.sh); they come from the same module.
+binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok kwokctl helm)
 stamp="k8s-${KUBE_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}"
 cache_root="${UCLOUD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ucloud-operator}"
 bin="$cache_root/$stamp/bin"
@@ -49,7 +50,7 @@ missing() { for name in "$@"; do [[ -x "$bin/$name" ]] || return 0; done; return
 export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--buildvcs=false}"
 work="$cache_root/$stamp/src"
 
-if missing kube-apiserver kube-controller-manager kube-scheduler kubectl; then
+if missing kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; then
   log "building Kubernetes v$KUBE_VERSION (cold: ~15-25 min on 2 cores)"
   mod="$work/kubernetes"
   mkdir -p "$mod"
@@ -71,6 +72,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
     go mod edit -require="k8s.io/kubernetes@v$KUBE_VERSION"
@@ -87,7 +90,8 @@ GO
     done
     go build -p 2 -trimpath -pgo=off -ldflags "$ldflags" -o "$bin/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+      k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
   )
 fi
 

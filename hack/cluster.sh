@@ -13,6 +13,11 @@
 #   UCLOUD_AUDIT_LOG=path       turn on the API server audit log (policy: hack/audit-policy.yaml)
 #   UCLOUD_NO_QPS_LIMITS=1      kwokctl --disable-qps-limits (no APF/inflight limits, high client QPS)
 #   UCLOUD_KWOKCTL_ARGS="..."   extra `kwokctl create cluster` flags, word-split
+#   UCLOUD_REAL_NODE=1          add a real node (kubelet, containerd, kube-proxy, CoreDNS: hack/node.sh)
+#                               beside the KWOK nodes; needs root. The control plane then advertises
+#                               the API server on the node's bridge address, reaches the kubelet for
+#                               logs and exec, and judges nodes by upstream's heartbeat times (node
+#                               lost after 40 s instead of kwokctl's 3m20s).
 #   UCLOUD_CACHE                cache root (default ~/.cache/ucloud-operator), shared with the build
 #
 # `up` is idempotent: a healthy cluster created with the same settings is reused in about a second;
@@ -60,13 +65,36 @@ kwokctl_args() {
     # A healthy start takes seconds; fail in about 2 minutes rather than kwokctl's default 4+.
     --wait 60s --timeout 60s
   )
+  local extra=()  # COMPONENT=FLAG=VALUE, for kwokctl's --extra-args
   if [[ -n "${UCLOUD_AUDIT_LOG:-}" ]]; then
     local audit_log
     audit_log="$(realpath -m "$UCLOUD_AUDIT_LOG")"
     mkdir -p "$(dirname "$audit_log")"
     # kwokctl always logs to <cluster>/logs/audit.log; the later flag wins in kube-apiserver.
-    args+=(--kube-audit-policy "$audit_policy" --extra-args "kube-apiserver=audit-log-path=$audit_log")
+    args+=(--kube-audit-policy "$audit_policy")
+    extra+=("kube-apiserver=audit-log-path=$audit_log")
   fi
+  if [[ "${UCLOUD_REAL_NODE:-0}" == 1 ]]; then
+    extra+=(
+      # kwok-controller starts with --manage-all-nodes=true and would fake the real node's pods;
+      # the last flag wins, so it keeps to the annotated fake nodes.
+      "kwok-controller=manage-all-nodes=false"
+      "kwok-controller=manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake"
+      # The `kubernetes` Service points at an address the pods reach (hack/node.sh's bridge).
+      "kube-apiserver=advertise-address=10.244.0.1"
+      "kube-apiserver=kubelet-client-certificate=$cluster_dir/pki/admin.crt"
+      "kube-apiserver=kubelet-client-key=$cluster_dir/pki/admin.key"
+      "kube-apiserver=kubelet-preferred-address-types=InternalIP"
+    )
+    args+=(--heartbeat-factor 1)
+  fi
+  # kwokctl 0.8.0 panics (index out of range) unless the k-th distinct component of the
+  # --extra-args list first appears at position k: one flag of each component first.
+  local item seen=" " first=() rest=()
+  for item in "${extra[@]}"; do
+    if [[ "$seen" == *" ${item%%=*} "* ]]; then rest+=("$item"); else first+=("$item"); seen+="${item%%=*} "; fi
+  done
+  for item in "${first[@]}" "${rest[@]}"; do args+=(--extra-args "$item"); done
   if [[ "${UCLOUD_NO_QPS_LIMITS:-0}" == 1 ]]; then
     args+=(--disable-qps-limits)
   fi
@@ -213,7 +241,7 @@ up() {
       log "cluster $cluster is up"
       ln -sfn "$cluster_dir/kubeconfig.yaml" "$kubeconfig"
       # Fast path: nothing to do if the nodes are there and Ready (e.g. not deleted by a test).
-      if nodes_ready; then
+      if nodes_ready && { [[ "${UCLOUD_REAL_NODE:-0}" != 1 ]] || UCLOUD_CLUSTER="$cluster" "$here/node.sh" up; }; then
         echo "$kubeconfig"
         return
       fi
@@ -227,12 +255,18 @@ up() {
   fi
   ensure_nodes
   wait_default_sa
+  if [[ "${UCLOUD_REAL_NODE:-0}" == 1 ]]; then
+    UCLOUD_CLUSTER="$cluster" "$here/node.sh" up
+  fi
   echo "$kubeconfig"
 }
 
 down() {
   bin_dir
   lock
+  if [[ -d "$cache_root/node/$cluster" ]]; then
+    UCLOUD_CLUSTER="$cluster" "$here/node.sh" down
+  fi
   if [[ -d "$cluster_dir" ]]; then
     log "deleting cluster $cluster"
     delete_cluster

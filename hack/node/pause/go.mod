@@ -1,0 +1,3 @@
+module local/ucloud-pause
+
+go 1.22

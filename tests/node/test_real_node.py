@@ -1,0 +1,167 @@
+"""What the real kubelet does to replicas, and the job state the operator makes of it.
+
+Each test runs its job's replicas as real containers (containerd, runc) on the real node and
+asserts the state, reason and replica status the contract gives for that case. The pod statuses
+the kubelet writes here are the ground truth that hack/kwok-stages.yaml imitates (docs/real-node.md).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from kubernetes import client
+
+from tests.cluster import IMAGE_PULL_GRACE, Cluster
+from tests.node.conftest import (
+    ABSENT_IMAGE,
+    NODE_LOST_GRACE,
+    REAL_NODE,
+    node_script,
+    on_real_node,
+    shell,
+)
+
+START = 60.0  # seconds for a real container to start on a busy 2-core machine
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _replica(status: dict[str, Any], rank: int = 0) -> dict[str, Any]:
+    return next(r for r in status.get("replicaStatuses", []) if r["rank"] == rank)
+
+
+def _pod_events(cluster: Cluster, pod: str, reason: str) -> list[client.CoreV1Event]:
+    events = cluster.core.list_namespaced_event(
+        cluster.namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}").items
+    return [e for e in events if e.reason == reason]
+
+
+def _event_time(event: client.CoreV1Event) -> datetime:
+    return event.event_time or event.first_timestamp or event.metadata.creation_timestamp
+
+
+def test_exit_0_is_success_completed(cluster: Cluster) -> None:
+    cluster.create_job("ok", pod_spec=on_real_node(shell("exit 0")))
+    status = cluster.wait_for_state("ok", "SUCCESS", "Completed", timeout=START)
+    assert _replica(status)["exitCode"] == 0
+    assert _replica(status)["node"] == REAL_NODE
+
+
+def test_exit_3_is_success_non_zero_exit(cluster: Cluster) -> None:
+    cluster.create_job("three", pod_spec=on_real_node(shell("exit 3")))
+    status = cluster.wait_for_state("three", "SUCCESS", "NonZeroExit", timeout=START)
+    assert _replica(status)["exitCode"] == 3
+    assert "3" in status["message"]
+
+
+def test_killed_by_a_signal_is_success_non_zero_exit(cluster: Cluster) -> None:
+    # With a shared process namespace the shell is not PID 1, so SIGKILL reaches it.
+    cluster.create_job("signal", pod_spec=on_real_node(shell("kill -KILL $$$$"),
+                                                       shareProcessNamespace=True))
+    status = cluster.wait_for_state("signal", "SUCCESS", "NonZeroExit", timeout=START)
+    assert _replica(status)["exitCode"] == 137  # 128 + SIGKILL; the kubelet never fills `signal`
+
+
+def test_oom_killed_by_its_memory_limit(cluster: Cluster) -> None:
+    hog = shell('x="$$(head -c 200000000 /dev/zero | tr "\\000" a)"; echo survived',
+                resources={"limits": {"memory": "32Mi"}})
+    cluster.create_job("oom", pod_spec=on_real_node(hog))
+    status = cluster.wait_for_state("oom", "SUCCESS", "NonZeroExit", timeout=START)
+    replica = _replica(status)
+    assert (replica["exitCode"], replica["reason"]) == (137, "OOMKilled")
+
+
+def test_unpullable_image_queues_then_fails(cluster: Cluster) -> None:
+    cluster.create_job("pull", pod_spec=on_real_node({"image": ABSENT_IMAGE}))
+    cluster.wait_for_state("pull", "IN_QUEUE", "ImagePulling", timeout=START)
+    status = cluster.wait_for_state("pull", "FAILURE", "ImagePullFailed",
+                                    timeout=START + IMAGE_PULL_GRACE)
+    assert ABSENT_IMAGE in status["message"] or "ImagePull" in status["message"]
+
+
+def test_invalid_image_name_fails_at_once(cluster: Cluster) -> None:
+    cluster.create_job("badname", pod_spec=on_real_node({"image": "127.0.0.1:5999/Not_Valid:1"}))
+    status = cluster.wait_for_state("badname", "FAILURE", "ImagePullFailed", timeout=START)
+    assert "InvalidImageName" in status["message"]
+    # At once: no image-pull grace was waited out before it.
+    assert not any(u["state"] == "RUNNING" for u in status["updates"])
+
+
+def test_missing_configmap_fails_container_creation(cluster: Cluster) -> None:
+    missing = shell("sleep 300", envFrom=[{"configMapRef": {"name": "absent"}}])
+    cluster.create_job("config", pod_spec=on_real_node(missing))
+    status = cluster.wait_for_state("config", "FAILURE", "ContainerCreateFailed",
+                                    timeout=START + IMAGE_PULL_GRACE)
+    assert "absent" in status["message"]
+
+
+def test_expired_job_is_written_before_its_containers_stop(cluster: Cluster) -> None:
+    cluster.create_job("expiry", pod_spec=on_real_node(shell("sleep 300")), deadline=3)
+    cluster.wait_for_state("expiry", "RUNNING", timeout=START)
+    status = cluster.wait_for_state("expiry", "EXPIRED", "DeadlineExceeded", timeout=30)
+    expired_at = _time(next(u for u in status["updates"] if u["state"] == "EXPIRED")["timestamp"])
+    killing = cluster.wait_for("expiry", "the kubelet's Killing event",
+                               lambda: _pod_events(cluster, "expiry-0", "Killing"), timeout=30)
+    # Events have second precision: the container is stopped in the same second or later.
+    assert _event_time(killing[0]).replace(microsecond=0) >= expired_at.replace(microsecond=0)
+    cluster.wait_for("expiry", "the pod gone", lambda: not cluster.pods("expiry"), timeout=60)
+
+
+def test_cancel_of_a_running_gang_stops_its_containers(cluster: Cluster) -> None:
+    cluster.create_job("cancel", replicas=2, pod_spec=on_real_node(shell("sleep 300")))
+    cluster.wait_for_state("cancel", "RUNNING", timeout=START)
+    cluster.patch_spec("cancel", {"cancel": True})
+    cluster.wait_for_state("cancel", "SUCCESS", "Cancelled", timeout=60)
+    states = [u["state"] for u in cluster.status("cancel")["updates"]]
+    assert states[-2:] == ["CANCELING", "SUCCESS"]
+    for rank in (0, 1):
+        cluster.wait_for("cancel", f"the kubelet's Killing event of cancel-{rank}",
+                         lambda r=rank: _pod_events(cluster, f"cancel-{r}", "Killing"), timeout=30)
+    cluster.wait_for("cancel", "the pods gone", lambda: not cluster.pods("cancel"), timeout=60)
+
+
+def test_ranks_reach_each_other_by_name(cluster: Cluster) -> None:
+    # Rank 1 listens; rank 0 connects to <job>-1.<job> and exits 0 only when a message got
+    # through, so the job ends Completed only if the name resolved and the connection worked.
+    script = """
+case "$UCLOUD_RANK" in
+  1) nc -l -p 7000 > /tmp/got; grep -q hello /tmp/got; sleep 300 ;;
+  0) for i in $(seq 1 60); do
+       echo hello | nc -w 2 "$UCLOUD_JOB_NAME-1.$UCLOUD_JOB_NAME" 7000 && exit 0
+       sleep 1
+     done
+     exit 7 ;;
+  *) sleep 300 ;;
+esac
+""".replace("$", "$$")
+    cluster.create_job("ranks", replicas=3, pod_spec=on_real_node(shell(script)))
+    status = cluster.wait_for_state("ranks", "SUCCESS", timeout=START + 60)
+    assert status["reason"] == "Completed", status["message"]
+    assert _replica(status, 0)["exitCode"] == 0
+
+
+def test_emptydir_over_its_size_limit_is_evicted_by_the_kubelet(cluster: Cluster) -> None:
+    writer = shell("head -c 8000000 /dev/zero > /scratch/fill; sleep 300",
+                   volumeMounts=[{"name": "scratch", "mountPath": "/scratch"}])
+    spec = on_real_node(writer, volumes=[{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}])
+    cluster.create_job("evict", pod_spec=spec)
+    status = cluster.wait_for_state("evict", "FAILURE", "Evicted", timeout=START + 60)
+    assert "scratch" in status["message"] or "emptyDir" in status["message"].replace("EmptyDir", "emptyDir")
+
+
+def test_zz_kubelet_stopped_under_a_running_job_is_node_lost(cluster: Cluster) -> None:
+    # Last in the file: it takes the node down. The control plane runs with upstream's heartbeat
+    # times here (hack/cluster.sh, UCLOUD_REAL_NODE=1): the node is marked Unknown 40 s after its
+    # last heartbeat instead of kwokctl's 3m20s; the operator's node-lost grace is 5 s.
+    cluster.create_job("lost", pod_spec=on_real_node(shell("sleep 600")))
+    cluster.wait_for_state("lost", "RUNNING", timeout=START)
+    node_script("kubelet-stop")
+    try:
+        status = cluster.wait_for_state("lost", "FAILURE", "NodeLost",
+                                        timeout=40 + 25 + NODE_LOST_GRACE + 30)
+        assert REAL_NODE in status["message"]
+    finally:
+        node_script("kubelet-start")

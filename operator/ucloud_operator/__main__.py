@@ -26,9 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ours.log_level != "DEBUG":  # kopf logs every handled watch event at INFO
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     logging.getLogger(__package__).info(
-        "starting: namespaces=%s image-pull-grace=%ss pod-policy=%s workers=%d",
+        "starting: namespaces=%s image-pull-grace=%ss node-lost-grace=%ss pod-policy=%s workers=%d",
         ",".join(ours.namespaces) or "*",
         ours.image_pull_grace,
+        ours.node_lost_grace,
         "enforce" if ours.pod_policy else "off",
         ours.workers,
     )

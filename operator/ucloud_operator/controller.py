@@ -1,9 +1,9 @@
 """The sync loop: for one job key, observe, `decide`, then act on the decision.
 
-Level-triggered: every pass recomputes the status from the job, its pods (the in-memory index
-fed by the watches) and the last status; nothing is kept as a diff of events. The controller is
-the only writer of `status`. Keys come from a `WorkQueue`, so a job is never reconciled by two
-workers at once and a burst of pod events becomes one pass.
+Level-triggered: every pass recomputes the status from the job, its pods and their nodes (the
+in-memory indices fed by the watches) and the last status; nothing is kept as a diff of events.
+The controller is the only writer of `status`. Keys come from a `WorkQueue`, so a job is never
+reconciled by two workers at once and a burst of pod events becomes one pass.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .children import build_replica_pod, build_service
 from .kube import JobApi, Refused, Transient
 from .metrics import POD_EVENT_TO_STATUS, RECONCILE, RECONCILE_ERRORS, TRANSITIONS
 from .models import UCloudJobStatus
+from .nodes import NodeHealth
 from .replicas import ReplicaPod
 from .state import Decision, Job, Observed, Settings, decide
 from .workqueue import WorkQueue
@@ -46,6 +47,7 @@ class Controller:
         jobs: Callable[[JobKey], Job | None],
         pods: Callable[[JobKey], Iterable[ReplicaPod]],
         *,
+        nodes: Callable[[str], NodeHealth | None] = lambda name: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         leading: Callable[[], bool] = lambda: True,
         batch_seconds: float = STATUS_BATCH_SECONDS,
@@ -56,6 +58,7 @@ class Controller:
         self._settings = settings
         self._jobs = jobs
         self._pods = pods
+        self._nodes = nodes
         self._clock = clock
         self._leading = leading
         self._written: dict[JobKey, UCloudJobStatus] = {}  # ahead of the watch until it catches up
@@ -222,10 +225,16 @@ class Controller:
         deleting = self._deleting.get(key)
         if deleting:
             deleting &= {pod.name for pod in pods.values()}
+        nodes: dict[str, NodeHealth] = {}
+        for pod in pods.values():
+            health = self._nodes(pod.node) if pod.node else None
+            if health is not None:
+                nodes[health.name] = health
         return Observed(
             pods=pods,
             creating=frozenset(creating or ()),
             refused=dict(self._refused.get(key, {})),
+            nodes=nodes,
         )
 
     async def _create_then_requeue(self, key: JobKey, job: Job, decision: Decision) -> None:

@@ -1,12 +1,13 @@
-"""The kopf shell: the UCloudJob watch and index, the pod informer, and a controller fed with
-job keys.
+"""The kopf shell: the UCloudJob watch and index, the pod and node informers, and a controller fed
+with job keys.
 
 kopf watches and indexes UCloudJobs (compact records, never whole bodies) and turns every event
 into a job key for the controller's work queue; the replica pods, most of the events, come
-through `informer.PodInformer`. No change-detecting handlers, daemons, timers or finalizers: kopf
-writes nothing on jobs or pods. kopf holds back the job events until the job index is filled and
-the controller waits for the pods' first list, so no job is reconciled before its pods are known.
-"""
+through `informer.PodInformer`, and the nodes' health through `informer.NodeInformer` (a node
+that stops or starts reporting queues the jobs with a replica on it). No change-detecting
+handlers, daemons, timers or finalizers: kopf writes nothing on jobs or pods. kopf holds back the
+job events until the job index is filled and the controller waits for the pods' and nodes' first
+list, so no job is reconciled before its pods are known."""
 
 from __future__ import annotations
 
@@ -20,12 +21,13 @@ from kubernetes import client
 
 from .controller import Controller, JobKey
 from .http import Check, Server, watchers_alive
-from .informer import PodIndex, PodInformer
+from .informer import NodeIndex, NodeInformer, PodIndex, PodInformer
 from .jobs import ParsedJobs, StoredJob
 from .kube import KubeApi, load_client_config
 from .leader import LeaderElector
 from .metrics import (
     LEADER,
+    NODE_FACTS,
     QUEUE_DEPTH,
     REGISTRY,
     WATCH_EVENTS,
@@ -64,6 +66,8 @@ class Runtime:
         self.lag_task: asyncio.Task[None] | None = None
         self.informers: list[PodInformer] = []
         self.informer_tasks: list[asyncio.Task[None]] = []
+        self.node_informer: NodeInformer | None = None
+        self.node_task: asyncio.Task[None] | None = None
 
     def start_pod_informers(self, api: KubeApi, index: PodIndex, controller: Controller) -> None:
         """One informer per watched namespace, or one for all; each change queues the job."""
@@ -80,25 +84,59 @@ class Runtime:
             for informer in self.informers
         ]
 
+    def start_node_informer(
+        self, api: KubeApi, nodes: NodeIndex, pods: PodIndex, controller: Controller
+    ) -> None:
+        """One informer for the cluster's nodes; a node that stops or starts reporting queues
+        every job with a replica on it."""
+
+        def changed(node: str) -> None:
+            for key in pods.jobs_on_node(node):
+                controller.enqueue(key)
+
+        self.node_informer = NodeInformer(api, nodes, changed)
+        self.node_task = asyncio.create_task(self.node_informer.run(), name="node informer")
+
+    def node_facts(self) -> bool:
+        """The nodes are listed and readable: lost nodes are told from them."""
+        informer = self.node_informer
+        return informer is not None and informer.synced.is_set() and informer.forbidden is None
+
     async def run_controller(self, controller: Controller, workers: int) -> None:
         """The sync loop, once every informer has its first list: no pass sees a job without
-        the pods it already has."""
-        await asyncio.gather(*(informer.synced.wait() for informer in self.informers))
+        the pods it already has, or their nodes (a node informer that may not read nodes counts
+        as listed, empty)."""
+        listed = [informer.synced for informer in self.informers]
+        if self.node_informer is not None:
+            listed.append(self.node_informer.synced)
+        await asyncio.gather(*(event.wait() for event in listed))
         await controller.run(workers)
 
     def healthy(self) -> Check:
-        """Alive: the sync loop runs, and neither kopf's job watcher nor a pod informer ended."""
+        """Alive: the sync loop runs, and neither kopf's job watcher nor an informer ended."""
         watchers = watchers_alive((PLURAL,))
         loop_ok = self.task is not None and not self.task.done()
         pods_ok = bool(self.informer_tasks) and not any(t.done() for t in self.informer_tasks)
-        ok = watchers.ok and loop_ok and pods_ok
-        return Check(ok, {**watchers.detail, "pod informers": pods_ok, "controller": loop_ok})
+        nodes_ok = self.node_task is not None and not self.node_task.done()
+        ok = watchers.ok and loop_ok and pods_ok and nodes_ok
+        detail = {"pod informers": pods_ok, "node informer": nodes_ok, "controller": loop_ok}
+        return Check(ok, {**watchers.detail, **detail})
 
     def ready(self) -> Check:
-        """Ready: alive, and the pods are listed (kopf lists the jobs before any job event)."""
+        """Ready: alive, and the pods and nodes are listed (kopf lists the jobs before any job
+        event). Nodes the operator may not read do not hold readiness back: it says so."""
         health = self.healthy()
         synced = bool(self.informers) and all(i.synced.is_set() for i in self.informers)
-        return Check(health.ok and synced, {**health.detail, "pods listed": synced})
+        nodes = self.node_informer
+        nodes_synced = nodes is not None and nodes.synced.is_set()
+        if nodes is not None and nodes.forbidden is not None:
+            nodes_listed: object = f"forbidden, running without node facts: {nodes.forbidden}"
+        else:
+            nodes_listed = nodes_synced
+        return Check(
+            health.ok and synced and nodes_synced,
+            {**health.detail, "pods listed": synced, "nodes listed": nodes_listed},
+        )
 
 
 @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
@@ -161,16 +199,20 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
         )
         runtime.lease_task = asyncio.create_task(runtime.elector.run(), name="leader election")
     pods = PodIndex()
+    nodes = NodeIndex()
     runtime.controller = Controller(
         runtime.api,
         ours.rules,
         job,
         pods.pods,
+        nodes=nodes.get,
         leading=leading,
         create_concurrency=max(1, ours.api_concurrency // 2),  # the rest for status writes
     )
     LEADER.set_function(lambda: 1.0 if leading() else 0.0)
     runtime.start_pod_informers(runtime.api, pods, runtime.controller)
+    runtime.start_node_informer(runtime.api, nodes, pods, runtime.controller)
+    NODE_FACTS.set_function(lambda: 1.0 if runtime.node_facts() else 0.0)
     runtime.task = asyncio.create_task(
         runtime.run_controller(runtime.controller, ours.workers), name="controller"
     )
@@ -196,7 +238,8 @@ async def stop(memo: Any, **_: Any) -> None:
         await runtime.server.stop()
     if runtime.jobs_by_state is not None:
         REGISTRY.unregister(runtime.jobs_by_state)
-    for task in (runtime.task, runtime.lease_task, runtime.lag_task, *runtime.informer_tasks):
+    tasks = (runtime.task, runtime.lease_task, runtime.lag_task, runtime.node_task)
+    for task in (*tasks, *runtime.informer_tasks):
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -1,5 +1,6 @@
-"""The replica pods of every job, in memory: a list, then a watch from where the list ended, each
-pod kept as a `ReplicaPod` summary (client-go's informer, for one resource).
+"""The replica pods of every job, and the health of every node, in memory: a list, then a watch
+from where the list ended, each object kept as a small summary (client-go's informer): a
+`ReplicaPod` per pod, a `NodeHealth` per node. One `Informer` does both.
 
 Pods are most of what the operator hears: 20 of the 25 watch events of a 4-replica job. kopf
 hands every event to a per-object worker, its index and its event handlers, about 0.3 ms of CPU
@@ -10,6 +11,11 @@ After the first list, `synced` is set: the controller waits for it, so no job is
 before its pods are known. A watch that ends is resumed from the last resourceVersion seen (a
 bookmark included); one that is too old (410 Gone) is replaced by a new list, whose differences
 from the index are applied as events are.
+
+Nodes tell a lost node on Kubernetes >= 1.36, where its pods stay `Running` (nodes.py). Their
+heartbeats change no summary, so only a node that stops or starts reporting queues the jobs with
+a replica on it. The operator may lack the permission to read nodes (a namespaced install
+without the ClusterRole): it then says so once and runs on the pods' own signals.
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
-from .kube import Expired, Refused, Transient
+from .kube import Expired, Forbidden, Refused, Transient
 from .metrics import WATCH_EVENTS
 from .models import JOB_NAME_LABEL
+from .nodes import NodeHealth, observe_node
 from .replicas import ReplicaPod, as_list, as_mapping, observe
 
 logger = logging.getLogger(__name__)
@@ -34,6 +41,11 @@ LIST_PAGE = 500
 WATCH_SECONDS = 300  # the server ends each watch after this; it is resumed at once
 READ_TIMEOUT = WATCH_SECONDS + 30.0  # silence longer than this is a dead connection
 MAX_RETRY_DELAY = 30.0
+FORBIDDEN_RETRY_SECONDS = 300  # an optional resource the operator may not read: asked this often
+
+K = TypeVar("K")  # how a summary is keyed
+T = TypeVar("T")  # the summary
+T_contra = TypeVar("T_contra", contravariant=True)
 
 
 class ListWatch(Protocol):
@@ -87,8 +99,181 @@ class PodIndex:
     def in_namespace(self, namespace: str | None) -> list[PodKey]:
         return [pod for pod in self._job_of if namespace is None or pod[0] == namespace]
 
+    def jobs_on_node(self, node: str) -> list[JobKey]:
+        """The jobs with a replica on `node`. A scan: nodes change what the rules see rarely
+        (when they stop or start reporting), and an index by node would cost memory per pod."""
+        return [
+            key
+            for key, pods in self._by_job.items()
+            if any(pod.node == node for pod in pods.values())
+        ]
 
-class PodInformer:
+
+class Store(Protocol[K, T_contra]):
+    """Where an informer keeps its summaries; it tells whoever needs to know of each change."""
+
+    def known(self) -> Iterable[K]:
+        """The keys this informer's lists fill: those a new list no longer has are removed."""
+        ...
+
+    def put(self, key: K, item: T_contra) -> None: ...
+
+    def remove(self, key: K) -> None: ...
+
+
+class Informer(Generic[K, T]):
+    """Lists, then watches, one resource into a `Store`, each object kept as the summary
+    `summarise` makes of it (None: nothing to keep).
+
+    `if_forbidden` makes the resource optional: the operator runs without it if it may not read
+    it (403), and this sentence says what that costs. The informer then warns once, counts as
+    synced (so it holds nothing back), keeps no stale summaries, and tries again every few
+    minutes in case the permission is granted. Without it, a 403 is retried as any failure."""
+
+    def __init__(
+        self,
+        api: ListWatch,
+        resource: str,
+        path: str,
+        store: Store[K, T],
+        summarise: Callable[[Any], tuple[K, T] | None],
+        *,
+        scope: str,
+        label_selector: str | None = None,
+        if_forbidden: str | None = None,
+        first_retry_delay: float = 0.5,
+        forbidden_retry_delay: float = FORBIDDEN_RETRY_SECONDS,
+    ) -> None:
+        self._api = api
+        self._resource = resource
+        self._path = path
+        self._store = store
+        self._summarise = summarise
+        self.scope = scope
+        self._selector = {"labelSelector": label_selector} if label_selector else {}
+        self._if_forbidden = if_forbidden
+        self._first_retry_delay = first_retry_delay
+        self._forbidden_retry_delay = forbidden_retry_delay
+        self.synced = asyncio.Event()
+        self.forbidden: str | None = None  # the API server's refusal, while it lasts (optional)
+        self._version: str | None = None  # where the next watch starts; None: list first
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                if self._version is None:
+                    self._version = await self._relist()
+                    self._allowed()
+                    self.synced.set()
+                await self._watch(self._version)
+                failures = 0
+            except Expired:
+                logger.info("the %s watch of %s is too old: listing again", self._resource, self)
+                self._version = None
+            except Forbidden as error:
+                if self._if_forbidden is None:
+                    failures = await self._back_off(failures, error)
+                    continue
+                self._refused(error)
+                await asyncio.sleep(self._forbidden_retry_delay)
+            except (Transient, Refused) as error:
+                failures = await self._back_off(failures, error)
+
+    def __str__(self) -> str:
+        return self.scope
+
+    async def _back_off(self, failures: int, error: Exception) -> int:
+        failures += 1
+        delay = min(MAX_RETRY_DELAY, self._first_retry_delay * 2 ** (failures - 1))
+        delay *= random.uniform(0.8, 1.2)
+        level = logging.WARNING if failures < 5 else logging.ERROR
+        logger.log(level, "%s watch of %s (retry in %.1fs): %s", self._resource, self, delay, error)
+        await asyncio.sleep(delay)
+        return failures
+
+    def _refused(self, error: Forbidden) -> None:
+        """May not read: said once, and what was read before is dropped (stale facts would be
+        worse than none)."""
+        if self.forbidden is None:
+            logger.warning(
+                "may not list or watch %s (%s): %s; asking again every %.0fs",
+                self._resource,
+                error,
+                self._if_forbidden,
+                self._forbidden_retry_delay,
+            )
+        self.forbidden = str(error)
+        self._version = None
+        for key in list(self._store.known()):
+            self._store.remove(key)
+        self.synced.set()
+
+    def _allowed(self) -> None:
+        if self.forbidden is not None:
+            logger.info("may read %s again: listed", self._resource)
+            self.forbidden = None
+
+    async def _relist(self) -> str:
+        """Read every object anew; apply what changed; the list's resourceVersion."""
+        params = {**self._selector, "limit": str(LIST_PAGE)}
+        stale = set(self._store.known())
+        while True:
+            page = as_mapping(await self._api.list_page(self._resource, self._path, params))
+            for item in as_list(page.get("items")):
+                keyed = self._summarise(item)
+                if keyed is not None:
+                    stale.discard(keyed[0])
+                    self._put(*keyed)
+            metadata = as_mapping(page.get("metadata"))
+            more = metadata.get("continue")
+            if not more:
+                break
+            params = {**params, "continue": str(more)}
+        for key in stale:
+            self._remove(key)
+        return str(metadata.get("resourceVersion") or "")
+
+    async def _watch(self, version: str) -> None:
+        """Apply events from `version` on until the server ends the watch."""
+        params = {
+            **self._selector,
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(WATCH_SECONDS),
+        }
+        async for event in self._api.watch(self._resource, self._path, params, READ_TIMEOUT):
+            kind = event.get("type") if isinstance(event, Mapping) else None
+            body = as_mapping(event.get("object")) if kind else {}
+            if kind == "ERROR":
+                code = body.get("code")
+                if code == 410:
+                    raise Expired(str(body.get("message", "resourceVersion too old")))
+                if code == 403:
+                    raise Forbidden(str(body.get("message", "forbidden")))
+                raise Transient(f"watch error {code}: {body.get('message')}")
+            self._version = str(as_mapping(body.get("metadata")).get("resourceVersion") or version)
+            keyed = self._summarise(body) if kind in ("ADDED", "MODIFIED", "DELETED") else None
+            if keyed is None:
+                continue
+            if kind == "DELETED":
+                self._remove(keyed[0])
+            else:
+                self._put(*keyed)
+
+    def _put(self, key: K, item: T) -> None:
+        self._store.put(key, item)
+        WATCH_EVENTS.labels(self._resource).inc()
+
+    def _remove(self, key: K) -> None:
+        self._store.remove(key)
+        WATCH_EVENTS.labels(self._resource).inc()
+
+
+# --- the replica pods --------------------------------------------------------------------------
+
+
+class PodInformer(Informer[PodKey, ReplicaPod]):
     """Lists and watches the replica pods of one namespace (or all of them) into a `PodIndex`,
     calling `changed` with the key of every job whose pods changed."""
 
@@ -101,98 +286,129 @@ class PodInformer:
         *,
         first_retry_delay: float = 0.5,
     ) -> None:
-        self._api = api
-        self._first_retry_delay = first_retry_delay
+        super().__init__(
+            api,
+            "pods",
+            f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods",
+            _PodStore(index, namespace, changed),
+            _keyed_pod,
+            scope=f"namespace {namespace}" if namespace else "all namespaces",
+            label_selector=JOB_NAME_LABEL,
+            first_retry_delay=first_retry_delay,
+        )
+
+
+class _PodStore:
+    def __init__(
+        self, index: PodIndex, namespace: str | None, changed: Callable[[JobKey], None]
+    ) -> None:
         self._index = index
         self._namespace = namespace
         self._changed = changed
-        self._path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
-        self.synced = asyncio.Event()
-        self._version: str | None = None  # where the next watch starts; None: list first
 
-    async def run(self) -> None:
-        failures = 0
-        while True:
-            try:
-                if self._version is None:
-                    self._version = await self._relist()
-                    self.synced.set()
-                await self._watch(self._version)
-                failures = 0
-            except Expired:
-                logger.info("the pod watch of %s is too old: listing again", self.scope)
-                self._version = None
-            except (Transient, Refused) as error:
-                failures += 1
-                delay = min(MAX_RETRY_DELAY, self._first_retry_delay * 2 ** (failures - 1))
-                delay *= random.uniform(0.8, 1.2)
-                level = logging.WARNING if failures < 5 else logging.ERROR
-                logger.log(level, "pod watch of %s (retry in %.1fs): %s", self.scope, delay, error)
-                await asyncio.sleep(delay)
+    def known(self) -> Iterable[PodKey]:
+        return self._index.in_namespace(self._namespace)
 
-    @property
-    def scope(self) -> str:
-        return f"namespace {self._namespace}" if self._namespace else "all namespaces"
+    def put(self, key: PodKey, item: ReplicaPod) -> None:
+        for job in self._index.put(item):
+            self._changed(job)
 
-    async def _relist(self) -> str:
-        """Read every replica pod anew; apply what changed; the list's resourceVersion."""
-        params = {"labelSelector": JOB_NAME_LABEL, "limit": str(LIST_PAGE)}
-        stale = set(self._index.in_namespace(self._namespace))
-        while True:
-            page = as_mapping(await self._api.list_page("pods", self._path, params))
-            for item in as_list(page.get("items")):
-                pod = _observe_named(item)
-                if pod is not None:
-                    stale.discard((pod.namespace, pod.name))
-                    self._put(pod)
-            metadata = as_mapping(page.get("metadata"))
-            more = metadata.get("continue")
-            if not more:
-                break
-            params = {**params, "continue": str(more)}
-        for namespace, name in stale:
-            self._remove(namespace, name)
-        return str(metadata.get("resourceVersion") or "")
-
-    async def _watch(self, version: str) -> None:
-        """Apply events from `version` on until the server ends the watch."""
-        params = {
-            "labelSelector": JOB_NAME_LABEL,
-            "resourceVersion": version,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(WATCH_SECONDS),
-        }
-        async for event in self._api.watch("pods", self._path, params, READ_TIMEOUT):
-            kind = event.get("type") if isinstance(event, Mapping) else None
-            body = as_mapping(event.get("object")) if kind else {}
-            if kind == "ERROR":
-                code = body.get("code")
-                if code == 410:
-                    raise Expired(str(body.get("message", "resourceVersion too old")))
-                raise Transient(f"watch error {code}: {body.get('message')}")
-            self._version = str(as_mapping(body.get("metadata")).get("resourceVersion") or version)
-            pod = _observe_named(body) if kind in ("ADDED", "MODIFIED", "DELETED") else None
-            if pod is None:
-                continue
-            if kind == "DELETED":
-                self._remove(pod.namespace, pod.name)
-            else:
-                self._put(pod)
-
-    def _put(self, pod: ReplicaPod) -> None:
-        for key in self._index.put(pod):
-            self._changed(key)
-        WATCH_EVENTS.labels("pods").inc()
-
-    def _remove(self, namespace: str, name: str) -> None:
-        key = self._index.remove(namespace, name)
-        if key is not None:
-            self._changed(key)
-        WATCH_EVENTS.labels("pods").inc()
+    def remove(self, key: PodKey) -> None:
+        job = self._index.remove(*key)
+        if job is not None:
+            self._changed(job)
 
 
-def _observe_named(body: Any) -> ReplicaPod | None:
+def _keyed_pod(body: Any) -> tuple[PodKey, ReplicaPod] | None:
     """The pod's summary; None for a body without a name (nothing the API server sends), which
     nothing could key."""
     pod = observe(body)
-    return pod if pod.name else None
+    return ((pod.namespace, pod.name), pod) if pod.name else None
+
+
+# --- the nodes ---------------------------------------------------------------------------------
+
+
+class NodeIndex:
+    """The health of every node, by name: a few words per node."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, NodeHealth] = {}
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def get(self, name: str) -> NodeHealth | None:
+        return self._nodes.get(name)
+
+    def names(self) -> Iterable[str]:
+        return self._nodes.keys()
+
+    def put(self, node: NodeHealth) -> bool:
+        """Store a node's summary; whether the rules see it differently now (lost or not, and
+        since when). A node first seen healthy is no news: its jobs wait for no node."""
+        before = self._nodes.get(node.name)
+        self._nodes[node.name] = node
+        was = before.lost_since if before is not None else None
+        return was != node.lost_since
+
+    def remove(self, name: str) -> bool:
+        """Forget a node; whether it was lost (its replicas fall back to the pods' signals)."""
+        before = self._nodes.pop(name, None)
+        return before is not None and before.lost
+
+
+NODES_FORBIDDEN = (
+    "running without node facts, so a lost node is told only by its pods' own signals (the "
+    "taint manager's eviction, minutes later); grant get, list, watch on nodes (the chart's "
+    "rbac.nodes)"
+)
+
+
+class NodeInformer(Informer[str, NodeHealth]):
+    """Lists and watches every node into a `NodeIndex`, calling `changed` with the name of each
+    node that stopped reporting, or started again. Optional: without the permission to read
+    nodes the operator runs on the pods' own signals."""
+
+    def __init__(
+        self,
+        api: ListWatch,
+        index: NodeIndex,
+        changed: Callable[[str], None],
+        *,
+        first_retry_delay: float = 0.5,
+        forbidden_retry_delay: float = FORBIDDEN_RETRY_SECONDS,
+    ) -> None:
+        super().__init__(
+            api,
+            "nodes",
+            "/api/v1/nodes",
+            _NodeStore(index, changed),
+            _keyed_node,
+            scope="the cluster",
+            if_forbidden=NODES_FORBIDDEN,
+            first_retry_delay=first_retry_delay,
+            forbidden_retry_delay=forbidden_retry_delay,
+        )
+
+
+class _NodeStore:
+    def __init__(self, index: NodeIndex, changed: Callable[[str], None]) -> None:
+        self._index = index
+        self._changed = changed
+
+    def known(self) -> Iterable[str]:
+        return self._index.names()
+
+    def put(self, key: str, item: NodeHealth) -> None:
+        if self._index.put(item):
+            self._changed(key)
+
+    def remove(self, key: str) -> None:
+        if self._index.remove(key):
+            self._changed(key)
+
+
+def _keyed_node(body: Any) -> tuple[str, NodeHealth] | None:
+    node = observe_node(body)
+    return (node.name, node) if node.name else None

@@ -1,5 +1,5 @@
 """The operator's few writes to the Kubernetes API, behind one small protocol, and the list and
-watch that feed the pod informer.
+watch that feed the informers (pods, nodes).
 
 The writes go out on aiohttp (already kopf's HTTP client) straight from the event loop: no thread
 pool, and no client-side models to build and validate for every pod, which measured as most of
@@ -37,6 +37,10 @@ _TOKEN_REFRESH_SECONDS = 60.0  # bound service-account tokens rotate; re-read th
 
 class Refused(Exception):  # noqa: N818 - it reads as "the API server refused"
     """The API server refused a request for good (invalid, forbidden, over quota)."""
+
+
+class Forbidden(Refused):
+    """403: the operator's identity may not do this (RBAC), or an admission plugin said no."""
 
 
 class Transient(Exception):  # noqa: N818
@@ -297,7 +301,9 @@ class KubeApi:
 def _error(status: int, text: str) -> Refused | Transient:
     """An answer of `status`: refused for good, or worth another try."""
     message = _message(status, text)
-    return Transient(message) if status in _TRANSIENT_STATUS else Refused(message)
+    if status in _TRANSIENT_STATUS:
+        return Transient(message)
+    return Forbidden(message) if status == 403 else Refused(message)
 
 
 def _read_error(status: int, text: str) -> Refused | Transient:

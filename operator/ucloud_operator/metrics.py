@@ -67,6 +67,12 @@ WATCH_EVENTS = Counter(
 LEADER = Gauge(
     "ucloud_leader", "1 while this replica holds the Lease and acts, else 0.", registry=REGISTRY
 )
+NODE_FACTS = Gauge(
+    "ucloud_node_facts",
+    "1 while the nodes are listed and watched (a lost node is told from them), 0 while the "
+    "operator may not read them (403) or has not listed them yet.",
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge("ucloud_workqueue_depth", "Job keys waiting for a pass.", registry=REGISTRY)
 EVENT_LOOP_LAG = Histogram(
     "ucloud_event_loop_lag_seconds",

@@ -20,6 +20,9 @@ IMAGE_PULL_RETRYING = frozenset({"ErrImagePull", "ImagePullBackOff"})
 IMAGE_PULL_HOPELESS = frozenset({"InvalidImageName", "ErrImageNeverPull"})
 CONTAINER_CREATE_RETRYING = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 CONTAINER_CREATING = frozenset({"ContainerCreating", "PodInitializing"})
+# The DisruptionTarget reason of the taint manager's eviction: on Kubernetes >= 1.36 what becomes
+# of the pods of a node that stopped reporting (the `node.kubernetes.io/unreachable` taint).
+TAINT_EVICTION = "DeletionByTaintManager"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,7 @@ class ReplicaPod:
     reason: str | None = None  # pod status.reason: Evicted, NodeLost, DeadlineExceeded, OutOfcpu
     message: str | None = None
     disrupted: bool = False  # a DisruptionTarget condition is True: evicted or preempted
+    disruption_reason: str | None = None  # its reason, e.g. DeletionByTaintManager
     unschedulable: str | None = None  # the scheduler's message while it finds no node
     started_at: datetime | None = None  # status.startTime, else creationTimestamp
     waiting_reason: str | None = None
@@ -79,6 +83,7 @@ def observe(pod: Mapping[str, Any]) -> ReplicaPod:
     status = as_mapping(pod.get("status") if isinstance(pod, Mapping) else None)
     labels = as_mapping(meta.get("labels"))
     waiting_reason, waiting_message = _first_waiting(status)
+    disruption = _condition(status, "DisruptionTarget", "True")
     return ReplicaPod(
         name=_str(meta.get("name")) or "",
         namespace=_str(meta.get("namespace")) or "",
@@ -91,9 +96,10 @@ def observe(pod: Mapping[str, Any]) -> ReplicaPod:
         deleting=meta.get("deletionTimestamp") is not None,
         reason=_str(status.get("reason")),
         message=_str(status.get("message")),
-        disrupted=_condition(status, "DisruptionTarget", "True") is not None,
+        disrupted=disruption is not None,
+        disruption_reason=_str(disruption.get("reason")) if disruption is not None else None,
         unschedulable=_unschedulable_message(status),
-        started_at=_time(status.get("startTime")) or _time(meta.get("creationTimestamp")),
+        started_at=parse_time(status.get("startTime")) or parse_time(meta.get("creationTimestamp")),
         waiting_reason=waiting_reason,
         waiting_message=waiting_message,
         termination=_termination(status),
@@ -125,7 +131,8 @@ def _rank(value: Any) -> int | None:
     return None
 
 
-def _time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp of the API; None for anything else."""
     if not isinstance(value, str):
         return None
     try:

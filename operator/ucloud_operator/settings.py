@@ -28,12 +28,14 @@ class OperatorSettings:
     leader_elect: bool = True
     lease_namespace: str = "default"
     lease_name: str = "ucloud-operator"
+    node_lost_grace: float = 60.0
 
     @property
     def rules(self) -> Settings:
         return Settings(
             image_pull_grace=timedelta(seconds=self.image_pull_grace),
             forbid_privileged_templates=self.pod_policy,
+            node_lost_grace=timedelta(seconds=self.node_lost_grace),
         )
 
 
@@ -77,6 +79,14 @@ def parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=_positive_float(_env(environ, "UCLOUD_IMAGE_PULL_GRACE", "120")),
         help="seconds an image pull (or container creation) may fail before the job FAILs "
         "[env UCLOUD_IMAGE_PULL_GRACE]",
+    )
+    p.add_argument(
+        "--node-lost-grace",
+        type=_positive_float,
+        default=_positive_float(_env(environ, "UCLOUD_NODE_LOST_GRACE", "60")),
+        help="seconds a replica's node may stop reporting (Ready Unknown or False, or the "
+        "unreachable or not-ready taint) before the job FAILs with NodeLost "
+        "[env UCLOUD_NODE_LOST_GRACE]",
     )
     p.add_argument(
         "--pod-policy",
@@ -154,6 +164,7 @@ def parse(
     return OperatorSettings(
         namespaces=tuple(sorted({n for n in namespaces if n})),
         image_pull_grace=args.image_pull_grace,
+        node_lost_grace=args.node_lost_grace,
         pod_policy=args.pod_policy == "enforce",
         log_level=args.log_level,
         log_format=args.log_format,

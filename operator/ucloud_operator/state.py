@@ -2,6 +2,9 @@
 
     decide(job, observed, now, settings) -> Decision
 
+`observed` holds the job's replica pods and, when the operator may read nodes, the health of the
+nodes they run on (a node that stopped reporting is lost once the node-lost grace has passed).
+
 Pure: no I/O, no kopf, no clock (time comes in as `now`). The rules are tried in the order of
 semantics.md and the first that applies wins:
 
@@ -31,11 +34,13 @@ from .models import (
     UCloudJobSpec,
     UCloudJobStatus,
 )
+from .nodes import NodeHealth
 from .replicas import (
     CONTAINER_CREATE_RETRYING,
     CONTAINER_CREATING,
     IMAGE_PULL_HOPELESS,
     IMAGE_PULL_RETRYING,
+    TAINT_EVICTION,
     ReplicaPod,
 )
 
@@ -55,6 +60,9 @@ class Settings:
 
     image_pull_grace: timedelta = timedelta(seconds=120)
     forbid_privileged_templates: bool = True
+    # How long a replica's node may stop reporting before the replica counts as lost: a short
+    # network partition or a kubelet restart should not end a job that still runs.
+    node_lost_grace: timedelta = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +86,9 @@ class Observed:
     pods: Mapping[int, ReplicaPod] = field(default_factory=dict)  # by rank; this job's only
     creating: frozenset[int] = frozenset()  # created by this process, not yet seen by the watch
     refused: Mapping[int, str] = field(default_factory=dict)  # rank -> API server's refusal
+    # The replicas' nodes by name, as far as they are known: none at all when the operator may
+    # not read nodes, and then only the pods' own signals tell a lost node.
+    nodes: Mapping[str, NodeHealth] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +194,23 @@ def _replica_fault(
             return Reason.POD_LOST, f"replica {rank}: the pod vanished while the job was active"
         return None
     where = f"replica {rank} ({pod.name})"
+    node = facts.nodes.get(pod.node) if pod.node else None
+    # The taint manager also evicts for NoExecute taints a user puts on a node: only on a node
+    # not known to be healthy is its eviction the end of a lost node.
+    if pod.disruption_reason == TAINT_EVICTION and (node is None or node.lost):
+        return Reason.NODE_LOST, f"{where} was evicted from {_node_of(pod)}, which was lost"
     if pod.disrupted or pod.reason == "Evicted":
         return Reason.EVICTED, f"{where} was evicted: {pod.message or 'no message'}"
     if pod.reason == "NodeLost" or pod.phase == "Unknown":
-        return Reason.NODE_LOST, f"{where}: its node was lost"
+        return Reason.NODE_LOST, f"{where}: {_node_of(pod)} was lost"
+    lost = _lost_node(pod, facts.nodes)
+    if lost is not None and now - lost[1] >= settings.node_lost_grace:
+        lost_node, since = lost
+        ago = int((now - since).total_seconds())
+        return (
+            Reason.NODE_LOST,
+            f"{where}: its node {lost_node.name} stopped reporting {ago}s ago ({lost_node.signal})",
+        )
     if pod.reason == "DeadlineExceeded":
         return None  # rule 3b: the pod's own deadline, an expiry
     if pod.phase == "Failed" and pod.termination is None:
@@ -283,6 +307,7 @@ def _queued_first(job: Job, facts: _Facts, outcome: Outcome) -> Outcome:
 class _Facts:
     pods: Mapping[int, ReplicaPod]  # observed replica pods of this job, by rank
     refused: Mapping[int, str]
+    nodes: Mapping[str, NodeHealth]  # the replicas' nodes, as far as they are known
     created_ranks: frozenset[int]  # pods the operator created: recorded, observed or in flight
     lost_ranks: frozenset[int]  # created, recorded, and now gone
     running: int
@@ -302,18 +327,23 @@ class _Facts:
         return _Facts(
             pods=pods,
             refused=observed.refused,
+            nodes=observed.nodes,
             created_ranks=frozenset(recorded | pods.keys() | observed.creating),
             lost_ranks=lost,
             running=sum(1 for pod in pods.values() if pod.running),
             active_pods=tuple(pod for _, pod in sorted(pods.items()) if pod.active),
             expires_at=expires_at,
             policy_violations=violations,
-            recheck_at=_recheck_at(pods.values(), expires_at, now, settings),
+            recheck_at=_recheck_at(pods.values(), observed.nodes, expires_at, now, settings),
         )
 
 
 def _recheck_at(
-    pods: Iterable[ReplicaPod], expires_at: datetime | None, now: datetime, settings: Settings
+    pods: Iterable[ReplicaPod],
+    nodes: Mapping[str, NodeHealth],
+    expires_at: datetime | None,
+    now: datetime,
+    settings: Settings,
 ) -> datetime | None:
     """The earliest future moment a rule could change its mind without any watch event."""
     moments = [expires_at] if expires_at is not None else []
@@ -321,6 +351,9 @@ def _recheck_at(
     for pod in pods:
         if pod.waiting_reason in retrying and pod.started_at is not None:
             moments.append(pod.started_at + settings.image_pull_grace)
+        lost = _lost_node(pod, nodes)
+        if lost is not None:
+            moments.append(lost[1] + settings.node_lost_grace)
     future = [moment for moment in moments if moment > now]
     return min(future) if future else None
 
@@ -498,6 +531,21 @@ def essence(status: UCloudJobStatus) -> tuple[object, ...]:
         len(status.updates),
         status.updates[-1] if status.updates else None,
     )
+
+
+def _lost_node(
+    pod: ReplicaPod, nodes: Mapping[str, NodeHealth]
+) -> tuple[NodeHealth, datetime] | None:
+    """The node of a replica still active, and since when, if it stopped reporting. A replica
+    that already terminated on its own is not lost with its node (rule 3c tells its end)."""
+    node = nodes.get(pod.node) if pod.node else None
+    if node is None or node.lost_since is None or not pod.active:
+        return None
+    return node, node.lost_since
+
+
+def _node_of(pod: ReplicaPod) -> str:
+    return f"its node {pod.node}" if pod.node else "its node"
 
 
 def _waiting(pod: ReplicaPod) -> str:

@@ -1,4 +1,4 @@
-"""Fluent test objects: `pod(1).running()`, `job(replicas=3).cancelled()`."""
+"""Fluent test objects: `pod(1).running()`, `job(replicas=3)`, `node().unreachable(75)`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from ucloud_operator.jobs import read_job
 from ucloud_operator.models import JOB_NAME_LABEL, RANK_LABEL, JobState, UCloudJobStatus
+from ucloud_operator.nodes import UNREACHABLE_TAINT, NodeHealth, observe_node
 from ucloud_operator.replicas import ReplicaPod, observe
 from ucloud_operator.state import Decision, Job, Observed, Settings, decide
 
@@ -143,6 +144,63 @@ def pod(rank: int = 0) -> PodBuilder:
     return PodBuilder(rank)
 
 
+class NodeBuilder:
+    """A node as the API server has it: Ready and heartbeating, until told otherwise."""
+
+    def __init__(self, name: str = "node-0") -> None:
+        self.body: dict[str, Any] = {
+            "metadata": {"name": name, "resourceVersion": "1"},
+            "spec": {},
+            "status": {"conditions": [
+                {"type": "MemoryPressure", "status": "False",
+                 "lastTransitionTime": _ts(NOW - timedelta(hours=1))},
+                {"type": "Ready", "status": "True", "reason": "KubeletReady",
+                 "lastHeartbeatTime": _ts(NOW),
+                 "lastTransitionTime": _ts(NOW - timedelta(hours=1))},
+            ]},
+        }
+
+    @property
+    def ready_condition(self) -> dict[str, Any]:
+        return next(c for c in self.body["status"]["conditions"] if c["type"] == "Ready")
+
+    def heartbeat(self, seconds_later: float) -> NodeBuilder:
+        self.ready_condition["lastHeartbeatTime"] = _ts(NOW + timedelta(seconds=seconds_later))
+        return self
+
+    def ready(self, status: str, seconds_ago: float, reason: str = "NodeStatusUnknown") -> (
+        NodeBuilder
+    ):
+        """The Ready condition moved to `status` `seconds_ago` (the node lifecycle controller
+        writes Unknown with reason NodeStatusUnknown when the kubelet stops reporting)."""
+        self.ready_condition.update(status=status, reason=reason,
+                                    lastTransitionTime=_ts(NOW - timedelta(seconds=seconds_ago)))
+        return self
+
+    def tainted(self, key: str, effect: str, seconds_ago: float | None) -> NodeBuilder:
+        taint: dict[str, Any] = {"key": key, "effect": effect}
+        if seconds_ago is not None:
+            taint["timeAdded"] = _ts(NOW - timedelta(seconds=seconds_ago))
+        self.body["spec"].setdefault("taints", []).append(taint)
+        return self
+
+    def unreachable(self, seconds_ago: float) -> NodeBuilder:
+        """What Kubernetes 1.36 does to a node that stopped reporting `seconds_ago`."""
+        self.ready("Unknown", seconds_ago)
+        self.tainted(UNREACHABLE_TAINT, "NoSchedule", None)
+        return self.tainted(UNREACHABLE_TAINT, "NoExecute", seconds_ago)
+
+    def build(self) -> dict[str, Any]:
+        return copy.deepcopy(self.body)
+
+    def observe(self) -> NodeHealth:
+        return observe_node(self.body)
+
+
+def node(name: str = "node-0") -> NodeBuilder:
+    return NodeBuilder(name)
+
+
 def job(  # noqa: PLR0917 - keyword defaults read best here
     replicas: int = 1,
     deadline: int | None = None,
@@ -169,12 +227,15 @@ def job(  # noqa: PLR0917 - keyword defaults read best here
 
 
 def observed(*pods: PodBuilder | ReplicaPod, creating: tuple[int, ...] = (),
-             refused: dict[int, str] | None = None) -> Observed:
+             refused: dict[int, str] | None = None,
+             nodes: tuple[NodeBuilder, ...] = ()) -> Observed:
     summaries = [p.observe() if isinstance(p, PodBuilder) else p for p in pods]
+    healths = [n.observe() for n in nodes]
     return Observed(
         pods={s.rank: s for s in summaries if s.rank is not None},
         creating=frozenset(creating),
         refused=refused or {},
+        nodes={h.name: h for h in healths},
     )
 
 
@@ -183,10 +244,11 @@ def run(
     *pods: PodBuilder | ReplicaPod,
     creating: tuple[int, ...] = (),
     refused: dict[int, str] | None = None,
+    nodes: tuple[NodeBuilder, ...] = (),
     now: datetime = NOW,
     settings: Settings | None = None,
 ) -> Decision:
-    return decide(the_job, observed(*pods, creating=creating, refused=refused), now,
+    return decide(the_job, observed(*pods, creating=creating, refused=refused, nodes=nodes), now,
                   settings or Settings())
 
 

@@ -32,6 +32,8 @@ EXPECTED_RULES = {
     ("", "services"): {"create", "delete"},
     ("", "events"): {"create"},
 }
+# The node informer, granted apart by a ClusterRole (rbac.nodes): nodes are cluster-scoped.
+EXPECTED_NODE_RULES = {("", "nodes"): {"get", "list", "watch"}}
 
 Render = Callable[..., list[dict[str, Any]]]
 
@@ -96,14 +98,33 @@ def rules_of(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
     return rules
 
 
-def assert_least_privilege(role: dict[str, Any]) -> None:
+def assert_least_privilege(
+    role: dict[str, Any], expected: dict[tuple[str, str], set[str]] = EXPECTED_RULES
+) -> None:
     for rule in role["rules"]:
         for field in ("apiGroups", "resources", "verbs"):
             assert not any("*" in item for item in rule[field]), f"wildcard in {rule}"
         # status and finalizers are subresources with their own rules, never mixed with the parent
         subresources = [r for r in rule["resources"] if "/" in r]
         assert not subresources or len(rule["resources"]) == 1, rule
-    assert rules_of(role) == EXPECTED_RULES
+    assert rules_of(role) == expected
+
+
+def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in kinds(docs, kind) if d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, got {len(found)}"
+    return found[0]
+
+
+def assert_nodes_readable(docs: list[dict[str, Any]]) -> None:
+    """The ClusterRole <release>-nodes, bound to the operator's ServiceAccount, reads nodes."""
+    role = named(docs, "ClusterRole", f"{RELEASE}-nodes")
+    assert_least_privilege(role, EXPECTED_NODE_RULES)
+    binding = named(docs, "ClusterRoleBinding", f"{RELEASE}-nodes")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": f"{RELEASE}-nodes"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE,
+                                    "namespace": NAMESPACE}]
 
 
 # ---------------------------------------------------------------- chart metadata
@@ -193,9 +214,11 @@ def test_install_yaml_is_a_fresh_render(helm: str) -> None:
 
 def test_cluster_rbac_is_exactly_what_the_operator_calls(render: Render) -> None:
     docs = render()
-    role = one(docs, "ClusterRole")
+    assert len(kinds(docs, "ClusterRole")) == len(kinds(docs, "ClusterRoleBinding")) == 2
+    assert_nodes_readable(docs)
+    role = named(docs, "ClusterRole", RELEASE)
     assert_least_privilege(role)
-    binding = one(docs, "ClusterRoleBinding")
+    binding = named(docs, "ClusterRoleBinding", RELEASE)
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                   "name": role["metadata"]["name"]}
     sa = one(docs, "ServiceAccount")
@@ -204,9 +227,12 @@ def test_cluster_rbac_is_exactly_what_the_operator_calls(render: Render) -> None
     assert kinds(docs, "Role") == kinds(docs, "RoleBinding") == []
 
 
-def test_namespaced_rbac_has_a_role_per_namespace_and_nothing_cluster_wide(render: Render) -> None:
+def test_namespaced_rbac_has_a_role_per_namespace_and_only_nodes_cluster_wide(
+    render: Render,
+) -> None:
     docs = render("-f", str(CHART / "ci" / "namespaced-values.yaml"))
-    assert kinds(docs, "ClusterRole") == kinds(docs, "ClusterRoleBinding") == []
+    assert len(kinds(docs, "ClusterRole")) == len(kinds(docs, "ClusterRoleBinding")) == 1
+    assert_nodes_readable(docs)
     roles = kinds(docs, "Role")
     bindings = kinds(docs, "RoleBinding")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["a", "b"]
@@ -219,6 +245,30 @@ def test_namespaced_rbac_has_a_role_per_namespace_and_nothing_cluster_wide(rende
                                         "namespace": NAMESPACE}]
     args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert [a for a in args if a.startswith("--namespace")] == ["--namespace=a", "--namespace=b"]
+
+
+def test_reading_nodes_can_be_left_out(render: Render) -> None:
+    namespaced = render("-f", str(CHART / "ci" / "namespaced-values.yaml"),
+                        "--set", "rbac.nodes=false")
+    assert kinds(namespaced, "ClusterRole") == kinds(namespaced, "ClusterRoleBinding") == []
+    cluster = render("--set", "rbac.nodes=false")
+    assert [r["metadata"]["name"] for r in kinds(cluster, "ClusterRole")] == [RELEASE]
+    assert_least_privilege(one(cluster, "ClusterRole"))
+
+
+def test_values_of_a_release_older_than_node_lost_grace_still_render(render: Render) -> None:
+    # `helm upgrade --reuse-values` keeps the old release's values, without the newer keys.
+    docs = render("--set", "operator.nodeLostGrace=null", "--set", "rbac.nodes=null")
+    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in args if a.startswith("--node-lost-grace")]  # the operator's default
+    assert_nodes_readable(docs)
+
+
+def test_a_negative_node_lost_grace_is_refused(helm: str) -> None:
+    result = subprocess.run(
+        [helm, "template", RELEASE, str(CHART), "--kube-version", kube_version(),
+         "--set", "operator.nodeLostGrace=-1"], capture_output=True, text=True, check=False)
+    assert result.returncode != 0 and "nodeLostGrace" in result.stderr
 
 
 def test_rbac_and_service_account_can_be_left_out(render: Render) -> None:
@@ -267,7 +317,8 @@ def test_deployment_probes_ports_args_and_env(render: Render) -> None:
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     assert container["args"] == [
-        "--image-pull-grace=120", "--pod-policy=enforce", "--log-level=INFO",
+        "--image-pull-grace=120", "--node-lost-grace=60", "--pod-policy=enforce",
+        "--log-level=INFO",
         "--log-format=json", "--workers=16", "--api-threads=16",
         "--metrics-address=:8080", "--health-address=:8081",
     ]
@@ -303,7 +354,7 @@ def test_leader_election_adds_one_lease_and_standby_replicas(helm: str, render: 
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
          "resourceNames": [RELEASE], "verbs": ["get", "update"]},
     ]
-    assert_least_privilege(one(docs, "ClusterRole"))  # the job rules are unchanged
+    assert_least_privilege(named(docs, "ClusterRole", RELEASE))  # the job rules are unchanged
     refused = subprocess.run(
         [helm, "template", RELEASE, str(CHART), "--kube-version", kube_version(),
          "--set", "replicaCount=2"], capture_output=True, text=True, check=False)
@@ -312,12 +363,14 @@ def test_leader_election_adds_one_lease_and_standby_replicas(helm: str, render: 
 
 
 def test_values_reach_the_operator_flags(render: Render) -> None:
-    docs = render("--set", "operator.imagePullGrace=30", "--set", "operator.podPolicy=off",
+    docs = render("--set", "operator.imagePullGrace=30", "--set", "operator.nodeLostGrace=0",
+                  "--set", "operator.podPolicy=off",
                   "--set", "operator.logLevel=DEBUG", "--set", "operator.logFormat=text",
                   "--set", "metrics.port=9090", "--set", "health.port=9091",
                   "--set", "image.digest=sha256:" + "a" * 64)
     container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    for flag in ("--image-pull-grace=30", "--pod-policy=off", "--log-level=DEBUG",
+    for flag in ("--image-pull-grace=30", "--node-lost-grace=0", "--pod-policy=off",
+                 "--log-level=DEBUG",
                  "--log-format=text", "--metrics-address=:9090", "--health-address=:9091"):
         assert flag in container["args"]
     assert container["image"] == "ucloud-operator@sha256:" + "a" * 64

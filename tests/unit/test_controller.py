@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from ucloud_operator.controller import Controller, JobKey, merge_patch
 from ucloud_operator.kube import Refused, Transient
 from ucloud_operator.models import JobState, UCloudJobStatus
+from ucloud_operator.nodes import NodeHealth
 from ucloud_operator.replicas import ReplicaPod
 from ucloud_operator.state import Event, Job, Settings
 
-from .builders import NOW, job, pod
+from .builders import NOW, job, node, pod
 
 KEY: JobKey = ("default", "sim")
 
@@ -52,17 +54,19 @@ class FakeApi:
 
 
 class World:
-    """The watch's view: jobs and pods by key, changed by the test."""
+    """The watch's view: jobs, pods and nodes, changed by the test."""
 
     def __init__(self, the_job: Job, *pods: ReplicaPod, batch_seconds: float = 1.0) -> None:
         self.job: Job | None = the_job
         self.pods = list(pods)
+        self.nodes: dict[str, NodeHealth] = {}
         self.api = FakeApi()
         self.controller = Controller(
             self.api,
             Settings(),
             lambda key: self.job,
             lambda key: self.pods,
+            nodes=self.nodes.get,
             clock=lambda: NOW,
             batch_seconds=batch_seconds,
         )
@@ -247,6 +251,29 @@ async def test_pods_are_created_for_a_few_jobs_at_a_time_and_the_rest_wait_their
     assert third in controller.queue  # its turn came when a creation ended
     await controller.reconcile(third)
     assert controller.creation(third) is not None
+
+
+async def test_the_node_of_a_replica_is_read_and_its_loss_fails_the_job_after_the_grace() -> None:
+    world = World(job(replicas=2))
+    first = await world.reconcile()
+    world.job = replace(world.job, status=first.status)
+    world.pods = [pod(0).running().observe(), pod(1).running().on_node("node-1").observe()]
+    running = await world.reconcile()
+    assert running.status.state is JobState.RUNNING
+    world.job = replace(world.job, status=running.status)
+    world.nodes["node-0"] = node("node-0").observe()
+    world.nodes["node-1"] = node("node-1").unreachable(45).observe()
+    within = await world.reconcile()
+    assert within.status.state is JobState.RUNNING
+    assert within.recheck_at == NOW + timedelta(seconds=15)  # the grace (60 s) runs out then
+    world.nodes["node-1"] = node("node-1").unreachable(61).observe()
+    world.api.calls.clear()
+    lost = await world.reconcile()
+    assert lost.status.state is JobState.FAILURE
+    assert lost.status.message == (
+        "replica 1 (sim-1): its node node-1 stopped reporting 61s ago (Ready=Unknown)")
+    assert world.api.kinds() == ["delete Service", "patch status", "event", "delete Pod",
+                                 "delete Pod"]
 
 
 async def test_pods_of_an_earlier_job_of_the_same_name_are_ignored() -> None:

@@ -1,16 +1,20 @@
-"""The pod informer against a scripted API: list pages, watch events, bookmarks, a watch that is
-too old, a dropped connection, and malformed events."""
+"""The pod and node informers against a scripted API: list pages, watch events, bookmarks, a
+watch that is too old, a dropped connection, malformed events, and nodes the operator may not
+read."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from ucloud_operator.informer import JobKey, PodIndex, PodInformer
-from ucloud_operator.kube import Expired, Refused, Transient
+import pytest
 
-from .builders import PodBuilder
+from ucloud_operator.informer import JobKey, NodeIndex, NodeInformer, PodIndex, PodInformer
+from ucloud_operator.kube import Expired, Forbidden, Refused, Transient
+
+from .builders import NodeBuilder, PodBuilder, node
 
 Script = list[dict[str, Any] | BaseException]
 
@@ -21,7 +25,7 @@ def pod_of(job: str, rank: int, version: str = "1") -> PodBuilder:
     return built
 
 
-def event(kind: str, built: PodBuilder) -> dict[str, Any]:
+def event(kind: str, built: PodBuilder | NodeBuilder) -> dict[str, Any]:
     return {"type": kind, "object": built.build()}
 
 
@@ -29,14 +33,17 @@ def bookmark(version: str) -> dict[str, Any]:
     return {"type": "BOOKMARK", "object": {"kind": "Pod", "metadata": {"resourceVersion": version}}}
 
 
-def page(items: list[PodBuilder], version: str, more: str = "") -> dict[str, Any]:
+def page(items: list[PodBuilder] | list[NodeBuilder], version: str, more: str = "") -> (
+    dict[str, Any]
+):
     metadata = {"resourceVersion": version, **({"continue": more} if more else {})}
     return {"items": [item.build() for item in items], "metadata": metadata}
 
 
 class ScriptedApi:
     """Answers list pages and watches in the order scripted; records what was asked. When the
-    script runs out, the next watch hangs (as an idle one does) and `drained` is set."""
+    script runs out, the next list or watch hangs (as an idle watch does) and `drained` is
+    set."""
 
     def __init__(self, lists: list[dict[str, Any] | BaseException], watches: list[Script]) -> None:
         self.lists = lists
@@ -48,6 +55,9 @@ class ScriptedApi:
     async def list_page(self, resource: str, path: str, params: Mapping[str, str]) -> Any:
         self.asked.append(("list", dict(params)))
         self.paths.add(path)
+        if not self.lists:
+            self.drained.set()
+            await asyncio.Event().wait()
         answer = self.lists.pop(0)
         if isinstance(answer, BaseException):
             raise answer
@@ -234,3 +244,112 @@ async def test_without_a_namespace_every_namespace_is_watched() -> None:
     _, _, informer = await run_until_drained(api)
     assert api.paths == {"/api/v1/pods"}
     assert informer.scope == "all namespaces"
+
+
+# --- nodes ---------------------------------------------------------------------------------------
+
+
+async def run_nodes_until_drained(
+    api: ScriptedApi, index: NodeIndex | None = None
+) -> tuple[NodeIndex, list[str], NodeInformer]:
+    index = index if index is not None else NodeIndex()
+    changed: list[str] = []
+    informer = NodeInformer(api, index, changed.append, first_retry_delay=0.0,
+                            forbidden_retry_delay=0.0)
+    task = asyncio.create_task(informer.run())
+    try:
+        await asyncio.wait_for(api.drained.wait(), 5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return index, changed, informer
+
+
+def forbidden() -> Forbidden:
+    return Forbidden('nodes is forbidden: User "system:serviceaccount:ucloud-system:ucloud-op"'
+                     ' cannot list resource "nodes" in API group "" at the cluster scope')
+
+
+async def test_nodes_are_listed_and_only_a_change_of_health_queues_their_jobs() -> None:
+    api = ScriptedApi(
+        lists=[page([node("n0"), node("n1").unreachable(5)], "10")],
+        watches=[[
+            event("MODIFIED", node("n0").heartbeat(10)),  # a heartbeat: nothing to tell
+            event("MODIFIED", node("n0").unreachable(1)),
+            event("MODIFIED", node("n0").unreachable(1).heartbeat(20)),
+            event("MODIFIED", node("n1")),  # reporting again
+            event("DELETED", node("n0").unreachable(1)),
+            event("ADDED", node("n2")),
+        ]],
+    )
+    index, changed, informer = await run_nodes_until_drained(api)
+    assert informer.synced.is_set() and informer.forbidden is None
+    assert changed == ["n1", "n0", "n1", "n0"]
+    assert sorted(index.names()) == ["n1", "n2"]
+    n1 = index.get("n1")
+    assert n1 is not None and not n1.lost
+    assert api.paths == {"/api/v1/nodes"}
+    assert all("labelSelector" not in params for _, params in api.asked)
+
+
+async def test_a_node_relist_drops_the_nodes_gone_meanwhile() -> None:
+    gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}
+    api = ScriptedApi(
+        lists=[page([node("n0").unreachable(5), node("n1")], "10"), page([node("n1")], "30")],
+        watches=[[gone]],
+    )
+    index, changed, _ = await run_nodes_until_drained(api)
+    assert list(index.names()) == ["n1"]
+    assert changed == ["n0", "n0"]  # lost, then gone: its replicas fall back to their own signals
+
+
+async def test_nodes_the_operator_may_not_read_are_said_once_and_hold_nothing_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = ScriptedApi(lists=[forbidden(), forbidden()], watches=[])
+    with caplog.at_level(logging.WARNING, logger="ucloud_operator.informer"):
+        index, changed, informer = await run_nodes_until_drained(api)
+    assert informer.synced.is_set()
+    assert informer.forbidden is not None and "cannot list" in informer.forbidden
+    assert len(index) == 0 and changed == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "may not list or watch nodes" in warnings[0]
+    assert "rbac.nodes" in warnings[0]
+    assert [verb for verb, _ in api.asked] == ["list", "list", "list"]  # asked again, quietly
+
+
+async def test_nodes_readable_again_are_listed_and_the_refusal_is_forgotten() -> None:
+    api = ScriptedApi(lists=[forbidden(), page([node("n0").unreachable(5)], "7")], watches=[])
+    index, changed, informer = await run_nodes_until_drained(api)
+    assert informer.forbidden is None
+    assert changed == ["n0"] and len(index) == 1
+
+
+async def test_a_node_watch_refused_later_drops_what_it_knew() -> None:
+    refused = {"type": "ERROR", "object": {"kind": "Status", "code": 403, "message": "forbidden"}}
+    api = ScriptedApi(lists=[page([node("n0").unreachable(5), node("n1")], "10")],
+                      watches=[[refused]])
+    index, changed, informer = await run_nodes_until_drained(api)
+    assert informer.forbidden == "forbidden"
+    assert len(index) == 0  # stale facts would be worse than none
+    assert changed == ["n0", "n0"]
+
+
+async def test_the_pod_informer_keeps_retrying_a_403() -> None:
+    api = ScriptedApi(lists=[Forbidden("pods is forbidden"), page([pod_of("a", 0)], "5")],
+                      watches=[])
+    index, _, informer = await run_until_drained(api)
+    assert informer.forbidden is None
+    assert ranks(index, "a") == [0]
+
+
+def test_the_jobs_on_a_node_are_the_jobs_with_a_replica_there() -> None:
+    index = PodIndex()
+    index.put(pod_of("a", 0).on_node("n0").observe())
+    index.put(pod_of("a", 1).on_node("n1").observe())
+    index.put(pod_of("b", 0).on_node("n1").observe())
+    index.put(pod_of("c", 0).observe())  # not scheduled yet
+    assert index.jobs_on_node("n0") == [("default", "a")]
+    assert sorted(index.jobs_on_node("n1")) == [("default", "a"), ("default", "b")]
+    assert index.jobs_on_node("n9") == []

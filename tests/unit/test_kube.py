@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from kubernetes import client
 
-from ucloud_operator.kube import Expired, KubeApi, Refused, Transient
+from ucloud_operator.kube import Expired, Forbidden, KubeApi, Refused, Transient
 
 
 def api_with(**api_key: str) -> KubeApi:
@@ -89,7 +89,9 @@ async def test_a_garbled_watch_line_is_a_transient_failure() -> None:
     assert got == [{"type": "ADDED", "object": {}}]
 
 
-@pytest.mark.parametrize(("status", "error"), [(410, Expired), (403, Refused), (503, Transient)])
+@pytest.mark.parametrize(
+    ("status", "error"), [(410, Expired), (403, Forbidden), (400, Refused), (503, Transient)]
+)
 async def test_a_list_answered_with_an_error_raises_its_kind(
     status: int, error: type[Exception]
 ) -> None:

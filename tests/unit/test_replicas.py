@@ -86,6 +86,16 @@ def test_waiting_reason_of_init_containers_comes_first() -> None:
 def test_unschedulable_message_and_disruption() -> None:
     assert pod(0).unschedulable("no room").observe().unschedulable == "no room"
     assert pod(0).disrupted().observe().disrupted
+    assert pod(0).running().observe().disruption_reason is None
+
+
+def test_the_disruption_reason_tells_the_taint_managers_eviction_from_the_others() -> None:
+    evicted = pod(0).disrupted("DeletionByTaintManager").observe()
+    assert (evicted.disrupted, evicted.disruption_reason) == (True, "DeletionByTaintManager")
+    assert pod(0).disrupted().observe().disruption_reason == "PreemptionByScheduler"
+    unnamed = pod(0).disrupted()
+    del unnamed.status["conditions"][0]["reason"]
+    assert (unnamed.observe().disrupted, unnamed.observe().disruption_reason) == (True, None)
 
 
 def test_start_time_falls_back_to_creation() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from ucloud_operator.settings import parse
@@ -11,6 +13,8 @@ def test_defaults() -> None:
     ours = parse([], {})
     assert ours.namespaces == ()
     assert ours.image_pull_grace == 120
+    assert ours.node_lost_grace == 60
+    assert ours.rules.node_lost_grace == timedelta(seconds=60)
     assert ours.pod_policy
     assert (ours.log_level, ours.log_format) == ("INFO", "text")
 
@@ -27,6 +31,21 @@ def test_environment_fallbacks() -> None:
 def test_flags_win_over_the_environment() -> None:
     ours = parse(["-n", "x", "--image-pull-grace", "5"], {"UCLOUD_NAMESPACES": "a"})
     assert (ours.namespaces, ours.image_pull_grace) == (("x",), 5)
+
+
+def test_node_lost_grace_flag_and_environment() -> None:
+    assert parse([], {"UCLOUD_NODE_LOST_GRACE": "15"}).node_lost_grace == 15
+    ours = parse(["--node-lost-grace", "2.5"], {"UCLOUD_NODE_LOST_GRACE": "15"})
+    assert ours.node_lost_grace == 2.5
+    assert ours.rules.node_lost_grace == timedelta(seconds=2.5)
+    assert parse(["--node-lost-grace", "0"], {}).rules.node_lost_grace == timedelta(0)
+
+
+@pytest.mark.parametrize("flag", ["--image-pull-grace", "--node-lost-grace"])
+def test_a_negative_grace_is_refused(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse([flag, "-1"], {})
+    assert "must be >= 0" in capsys.readouterr().err
 
 
 def test_bad_values_are_refused_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:

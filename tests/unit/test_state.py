@@ -8,9 +8,11 @@ import pytest
 
 from ucloud_operator.jobs import read_job
 from ucloud_operator.models import MAX_UPDATES, JobState, Reason, StatusUpdate
+from ucloud_operator.nodes import UNREACHABLE_TAINT
+from ucloud_operator.replicas import TAINT_EVICTION
 from ucloud_operator.state import INVALID_SPEC, Observed, Settings, decide
 
-from .builders import GRACE, NOW, after, in_state, job, pod, queued, run
+from .builders import GRACE, NOW, after, in_state, job, node, pod, queued, run
 
 GRACE_S = GRACE.total_seconds()
 QUEUED = queued(job())  # a 1-replica job after its first pass: IN_QUEUE, pod 0 created
@@ -237,7 +239,98 @@ def test_rule_3a_node_lost_by_status_reason() -> None:
 def test_rule_3a_node_lost_by_phase_unknown() -> None:
     lost = pod(0).running()
     lost.status["phase"] = "Unknown"
-    assert run(QUEUED, lost).status.reason == Reason.NODE_LOST
+    decision = run(QUEUED, lost)
+    assert decision.status.reason == Reason.NODE_LOST
+    assert decision.status.message == "replica 0 (sim-0): its node node-0 was lost"
+
+
+# NodeLost as Kubernetes >= 1.36 reports it: the node, not the pod, says so. The pod stays Running.
+NODE_GRACE_S = Settings().node_lost_grace.total_seconds()
+
+
+def test_rule_3a_node_lost_when_its_node_stopped_reporting_past_the_grace() -> None:
+    running = running_job(deadline=None, replicas=2)
+    lost = node("node-1").ready("Unknown", NODE_GRACE_S + 15)
+    decision = run(running, pod(0).running(), pod(1).running().on_node("node-1"),
+                   nodes=(node("node-0"), lost))
+    assert decision.status.state is JobState.FAILURE
+    assert decision.status.reason == Reason.NODE_LOST
+    assert decision.status.message == (
+        "replica 1 (sim-1): its node node-1 stopped reporting 75s ago (Ready=Unknown)")
+    assert set(decision.delete_pods) == {"sim-0", "sim-1"}
+
+
+def test_rule_3a_a_node_lost_within_the_grace_fails_nothing_and_is_looked_at_again() -> None:
+    running = running_job(deadline=None)
+    decision = run(running, pod(0).running(), nodes=(node().unreachable(NODE_GRACE_S - 20),))
+    assert decision.status.state is JobState.RUNNING
+    assert decision.event is None
+    assert decision.recheck_at == NOW + timedelta(seconds=20)
+    later = run(running, pod(0).running(), nodes=(node().unreachable(NODE_GRACE_S),))
+    assert later.status.reason == Reason.NODE_LOST
+
+
+def test_rule_3a_node_lost_by_a_taint_alone() -> None:
+    tainted = node().tainted(UNREACHABLE_TAINT, "NoExecute", NODE_GRACE_S + 1)
+    decision = run(running_job(deadline=None), pod(0).running(), nodes=(tainted,))
+    assert decision.status.reason == Reason.NODE_LOST
+    assert f"({UNREACHABLE_TAINT} taint)" in (decision.status.message or "")
+
+
+def test_rule_3a_node_lost_grace_is_a_setting() -> None:
+    at_once = Settings(node_lost_grace=timedelta(0))
+    decision = run(running_job(deadline=None), pod(0).running(),
+                   nodes=(node().ready("False", 0, reason="KubeletNotReady"),), settings=at_once)
+    assert decision.status.reason == Reason.NODE_LOST
+    assert "(Ready=False)" in (decision.status.message or "")
+
+
+def test_rule_3a_the_taint_managers_eviction_is_node_lost_not_evicted() -> None:
+    evicted = pod(0).disrupted(TAINT_EVICTION)
+    for nodes in ((), (node().unreachable(10),)):  # without node facts, and within the grace
+        decision = run(QUEUED, evicted, nodes=nodes)
+        assert decision.status.state is JobState.FAILURE
+        assert decision.status.reason == Reason.NODE_LOST
+        assert decision.status.message == (
+            "replica 0 (sim-0) was evicted from its node node-0, which was lost")
+
+
+def test_rule_3a_the_taint_managers_eviction_from_a_healthy_node_is_evicted() -> None:
+    # A NoExecute taint someone put on a node that still reports (maintenance, a drain tool).
+    decision = run(QUEUED, pod(0).disrupted(TAINT_EVICTION), nodes=(node(),))
+    assert decision.status.reason == Reason.EVICTED
+
+
+@pytest.mark.parametrize("reason", ["PreemptionByScheduler", "TerminationByKubelet",
+                                    "EvictionByEvictionAPI", "DeletionByPodGC"])
+def test_rule_3a_any_other_disruption_is_evicted(reason: str) -> None:
+    decision = run(QUEUED, pod(0).disrupted(reason), nodes=(node().unreachable(1),))
+    assert decision.status.reason == Reason.EVICTED
+
+
+def test_rule_3a_a_replica_that_terminated_is_not_lost_with_its_node() -> None:
+    running = running_job(deadline=None, replicas=2)
+    decision = run(running, pod(0).terminated(0), pod(1).running().on_node("node-1"),
+                   nodes=(node("node-0").unreachable(NODE_GRACE_S * 2), node("node-1")))
+    assert decision.status.state is JobState.SUCCESS
+    assert decision.status.reason == Reason.COMPLETED
+    assert decision.delete_pods == ("sim-1",)
+
+
+def test_rule_3a_an_active_replica_on_a_lost_node_beats_one_that_terminated() -> None:
+    # FAILURE beats SUCCESS: replica 0 ended on its own, replica 1 lost its node long ago.
+    running = running_job(deadline=None, replicas=2)
+    decision = run(running, pod(0).terminated(0), pod(1).running().on_node("node-1"),
+                   nodes=(node("node-0"), node("node-1").unreachable(NODE_GRACE_S * 2)))
+    assert decision.status.reason == Reason.NODE_LOST
+    assert "replica 1 (sim-1)" in (decision.status.message or "")
+
+
+def test_rule_3a_without_node_facts_a_running_replica_keeps_running() -> None:
+    # The operator may not read nodes: only the pods' own signals tell a lost node.
+    decision = run(running_job(deadline=None), pod(0).running().not_ready())
+    assert decision.status.state is JobState.RUNNING
+    assert decision.recheck_at is None
 
 
 def test_rule_3a_kubelet_rejected_before_any_container_ran() -> None:

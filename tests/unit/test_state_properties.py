@@ -2,7 +2,8 @@
 
 A history starts from a new job and feeds `decide` one observation after another, each built
 from the previous decision (created pods appear, deleted pods go) plus random pod events, the
-clock moving forward and, sometimes, a cancel or a new deadline.
+clock moving forward and, sometimes, a cancel, a new deadline, or the replicas' node
+(`node-0`, where the builders place them) that stops or starts reporting.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ucloud_operator.models import MAX_UPDATES, JobState
+from ucloud_operator.nodes import NodeHealth
 from ucloud_operator.replicas import ReplicaPod
 from ucloud_operator.state import Decision, Job, Observed, Settings, decide
 
@@ -84,10 +86,20 @@ def histories(draw: st.DrawFn) -> list[Step]:
     deadline = draw(st.none() | st.integers(1, 600))
     current = job(replicas=replicas, deadline=deadline)
     pods: dict[int, ReplicaPod] = {}
+    nodes: dict[str, NodeHealth] = {}
     clock = 0.0
     steps: list[Step] = []
     for _ in range(draw(st.integers(1, 8))):
         clock += draw(st.sampled_from([0.0, 1.0, 30.0, 200.0]))
+        match draw(st.integers(0, 5)):
+            case 0:  # the node stopped reporting, a while ago
+                ago = draw(st.sampled_from([0.0, 30.0, 90.0]))
+                since = NOW + timedelta(seconds=clock - ago)
+                nodes["node-0"] = NodeHealth("node-0", since, "Ready=Unknown")
+            case 1:
+                nodes["node-0"] = NodeHealth("node-0")
+            case 2:
+                nodes.clear()  # no node facts (the operator may not read nodes)
         if draw(st.integers(0, 9)) == 0:
             current = replace(current, spec=current.spec.model_copy(update={"cancel": True}))
         if draw(st.integers(0, 9)) == 0:
@@ -101,7 +113,7 @@ def histories(draw: st.DrawFn) -> list[Step]:
                 pods.pop(rank, None)
             else:
                 pods[rank] = summary
-        observed = Observed(pods=dict(pods))
+        observed = Observed(pods=dict(pods), nodes=dict(nodes))
         decision = decide(current, observed, NOW + timedelta(seconds=clock), Settings())
         steps.append(Step(current, observed, clock, decision))
         for rank in decision.create_ranks:  # the created pod shows up pending
@@ -114,6 +126,14 @@ def histories(draw: st.DrawFn) -> list[Step]:
 
 def states(history: list[Step]) -> list[JobState | None]:
     return [step.decision.status.state for step in history]
+
+
+def node_lost_past_grace(step: Step) -> bool:
+    health = step.observed.nodes.get("node-0")
+    if health is None or health.lost_since is None:
+        return False
+    now = NOW + timedelta(seconds=step.now_offset)
+    return now - health.lost_since >= Settings().node_lost_grace
 
 
 @EXAMPLES
@@ -152,7 +172,7 @@ def test_running_holds_exactly_when_every_replica_runs(history: list[Step]) -> N
         if status.state is JobState.RUNNING:
             assert every_replica_runs and status.running_replicas == replicas
         previous = step.job.status.state
-        plainly_running = all(
+        plainly_running = not node_lost_past_grace(step) and all(
             p.running and not p.disrupted and p.reason is None
             for p in step.observed.pods.values()
         )
@@ -167,6 +187,20 @@ def test_running_holds_exactly_when_every_replica_runs(history: list[Step]) -> N
             and not expired
         ):
             assert status.state is JobState.RUNNING, (status.state, status.reason)
+
+
+@EXAMPLES
+@given(histories())
+def test_an_active_replica_on_a_node_lost_past_the_grace_fails_the_job(history: list[Step]) -> None:
+    for step in history:
+        on_lost_node = node_lost_past_grace(step) and any(
+            p.active and p.node == "node-0" for p in step.observed.pods.values()
+        )
+        previous = step.job.status.state
+        if on_lost_node and not step.job.spec.cancel and previous in (
+            JobState.IN_QUEUE, JobState.RUNNING
+        ):
+            assert step.decision.status.state is JobState.FAILURE, step.decision.status
 
 
 @EXAMPLES
@@ -210,3 +244,22 @@ def test_the_same_input_always_gives_the_same_output(history: list[Step]) -> Non
         again = decide(step.job, step.observed, NOW + timedelta(seconds=step.now_offset),
                        Settings())
         assert again == step.decision
+
+
+@EXAMPLES
+@given(histories())
+def test_an_active_job_on_a_lost_node_is_looked_at_again_when_the_grace_ends(
+    history: list[Step],
+) -> None:
+    grace = Settings().node_lost_grace
+    for step in history:
+        health = step.observed.nodes.get("node-0")
+        now = NOW + timedelta(seconds=step.now_offset)
+        status = step.decision.status
+        if health is None or health.lost_since is None or status.state.is_final:
+            continue
+        if any(p.active and p.node == "node-0" for p in step.observed.pods.values()):
+            due = health.lost_since + grace
+            if due > now:
+                assert step.decision.recheck_at is not None
+                assert step.decision.recheck_at <= due

@@ -27,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "ucloud.dk", "v1", "ucloudjobs"
 IMAGE_PULL_GRACE = 3  # seconds: the operator runs with a short grace so tests stay quick
+NODE_LOST_GRACE = 3  # seconds, likewise
 T = TypeVar("T")
 
 
@@ -64,7 +65,8 @@ class OperatorProcess:
         log.flush()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ucloud_operator", "--image-pull-grace",
-             str(IMAGE_PULL_GRACE), "--log-level", "DEBUG",
+             str(IMAGE_PULL_GRACE), "--node-lost-grace", str(NODE_LOST_GRACE),
+             "--log-level", "DEBUG",
              "--metrics-address", f"127.0.0.1:{self.metrics_port}",
              "--health-address", f"127.0.0.1:{self.health_port}", *self.extra_args],
             env=env, stdout=log, stderr=subprocess.STDOUT,

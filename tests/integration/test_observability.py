@@ -61,3 +61,6 @@ def test_healthz_and_readyz(operator: OperatorProcess, cluster: Cluster) -> None
         _, body = cluster.wait_for("probe", path, answered)
         assert json.loads(body)["ok"] is True
         assert "watcher for ucloudjobs" in body
+    # The test's operator may read nodes: it tells a lost node from the node itself.
+    assert json.loads(get(operator.health_url + "/readyz")[1])["nodes listed"] is True
+    assert metric(get(operator.metrics_url)[1], "ucloud_node_facts") == 1

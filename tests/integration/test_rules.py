@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
-from tests.cluster import IMAGE_PULL_GRACE, Cluster, kubectl
+from tests.cluster import IMAGE_PULL_GRACE, NODE_LOST_GRACE, Cluster, kubectl
 
 # Annotations read by the KWOK stages of hack/kwok-stages.yaml.
 EXIT = "ucloud.dk/test-exit-code"
@@ -188,6 +193,129 @@ def test_rule_3a_evicted(cluster: Cluster) -> None:
 def test_rule_3a_node_lost(cluster: Cluster) -> None:
     cluster.create_job("lost", annotations={"ucloud.dk/test-node-lost": "true", EXIT_AFTER: "1s"})
     cluster.wait_for_state("lost", "FAILURE", "NodeLost")
+
+
+def rfc3339(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
+class FakeNode:
+    """A KWOK node of the test's own, which it can make stop reporting as Kubernetes 1.36's
+    node lifecycle controller shows it: Ready Unknown and the unreachable taints.
+
+    kwokctl's kwok-controller manages every node (--manage-all-nodes) and sets a node that is not
+    Ready back to Ready at once. To hold the node lost, a ValidatingAdmissionPolicy refuses any
+    status write of this one node that says Ready=True (kwok retries with backoff; nothing else
+    is touched)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.name = f"ucloud-lost-{uuid.uuid4().hex[:6]}"
+        self.admission = client.AdmissionregistrationV1Api(cluster.core.api_client)
+
+    def create(self) -> None:
+        labels = {"kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux", "type": "kwok"}
+        self.cluster.core.create_node({
+            "metadata": {"name": self.name, "labels": labels,
+                         "annotations": {"kwok.x-k8s.io/node": "fake"}},
+            "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                       "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"}},
+        })
+        self.cluster.wait_for(self.name, f"node {self.name} Ready", lambda: self.ready() == "True")
+
+    def ready(self) -> str | None:
+        conditions = self.cluster.core.read_node(self.name).status.conditions or []
+        return next((c.status for c in conditions if c.type == "Ready"), None)
+
+    def stop_reporting(self) -> float:
+        """Hold the node lost, from now on; when, in seconds since the epoch."""
+        self._hold_lost()
+        lost_at = time.time()
+        self.cluster.core.patch_node_status(self.name, {"status": {"conditions": [{
+            "type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+            "message": "Kubelet stopped posting node status.",
+            "lastHeartbeatTime": rfc3339(lost_at - 40), "lastTransitionTime": rfc3339(lost_at),
+        }]}})
+        taint = "node.kubernetes.io/unreachable"
+        self.cluster.core.patch_node(self.name, {"spec": {"taints": [
+            {"key": taint, "effect": "NoSchedule"},
+            {"key": taint, "effect": "NoExecute", "timeAdded": rfc3339(lost_at)},
+        ]}})
+        return lost_at
+
+    def _hold_lost(self) -> None:
+        self.admission.create_validating_admission_policy({
+            "metadata": {"name": self.name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {"resourceRules": [{
+                    "apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"],
+                    "resources": ["nodes/status"]}]},
+                "matchConditions": [{"name": "this-node",
+                                     "expression": f"object.metadata.name == '{self.name}'"}],
+                "validations": [{
+                    "expression": "!object.status.conditions.exists(c, c.type == 'Ready' "
+                                  "&& c.status == 'True')",
+                    "message": "the test holds this node lost"}],
+            },
+        })
+        self.admission.create_validating_admission_policy_binding({
+            "metadata": {"name": self.name},
+            "spec": {"policyName": self.name, "validationActions": ["Deny"]},
+        })
+
+        def refuses_ready() -> bool:  # the policy is in force once a dry run of kwok's write fails
+            try:
+                self.cluster.core.patch_node_status(
+                    self.name, {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+                    dry_run="All")
+            except ApiException as error:
+                return "holds this node lost" in str(error.body)
+            return False
+
+        self.cluster.wait_for(self.name, "the policy holding the node lost", refuses_ready)
+
+    def delete(self) -> None:
+        for delete in (lambda: self.cluster.core.delete_node(self.name),
+                       lambda: self.admission.delete_validating_admission_policy_binding(self.name),
+                       lambda: self.admission.delete_validating_admission_policy(self.name)):
+            try:
+                delete()
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+
+
+@contextmanager
+def fake_node(cluster: Cluster) -> Iterator[FakeNode]:
+    node = FakeNode(cluster)
+    try:
+        node.create()
+        yield node
+    finally:
+        node.delete()
+
+
+def test_rule_3a_node_lost_when_its_node_stops_reporting(cluster: Cluster) -> None:
+    # Kubernetes >= 1.36: the node is marked, not the pod, which stays Running.
+    with fake_node(cluster) as node:
+        # Tolerating the taint for an hour keeps the taint manager's eviction out of the way:
+        # only the node's own state can fail the job here.
+        stays = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                  "effect": "NoExecute", "tolerationSeconds": 3600}]
+        spec = {"containers": [{"name": "main", "image": "busybox"}], "nodeName": node.name,
+                "tolerations": stays}
+        cluster.create_job("stranded", pod_spec=spec)
+        cluster.wait_for_state("stranded", "RUNNING", "AllReplicasRunning")
+        node.stop_reporting()
+        status = cluster.wait_for_state("stranded", "FAILURE", "NodeLost",
+                                        timeout=NODE_LOST_GRACE + 30)
+        match = re.fullmatch(
+            rf"replica 0 \(stranded-0\): its node {node.name} stopped reporting (\d+)s ago "
+            rf"\(Ready=Unknown\)", status["message"])
+        assert match, status["message"]
+        assert int(match.group(1)) >= NODE_LOST_GRACE  # it waited for the grace
+        assert cluster.wait_for_event("stranded", "NodeLost").type == "Warning"
 
 
 def test_rule_3a_kubelet_rejected(cluster: Cluster) -> None:

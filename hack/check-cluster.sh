@@ -139,11 +139,12 @@ term="$cs.terminated.exitCode}/$cs.terminated.reason}"
 expect default pod/default "{.status.phase}/{.status.conditions[?(@.type=='Ready')].status}/{.spec.nodeName}/$cs.running.startedAt}" \
   "Running/True/ucloud-node-?/20*"
 expect image-pull-fail pod/image-pull-fail "{.status.phase}/$cs.waiting.reason}" "Pending/ErrImagePull"
+expect image-pull-back-off pod/image-pull-fail "{.status.phase}/$cs.waiting.reason}" "Pending/ImagePullBackOff"
 expect exit-0 pod/exit-0 "{.status.phase}/$term" "Succeeded/0/Completed"
 expect exit-3 pod/exit-3 "{.status.phase}/$term" "Failed/3/Error"
 expect exit-137-oom pod/exit-137-oom "{.status.phase}/$term/$cs.terminated.signal}" "Failed/137/OOMKilled/9"
-expect evict pod/evict "{.status.phase}/{.status.reason}/$cs.terminated.exitCode}/{.status.conditions[?(@.type=='DisruptionTarget')].status}" \
-  "Failed/Evicted/137/True"
+expect evict pod/evict "{.status.phase}/{.status.reason}/{.status.containerStatuses[0].lastState.terminated.exitCode}/{.status.conditions[?(@.type=='DisruptionTarget')].status}" \
+  "Failed/Evicted/137/"
 expect kubelet-reject pod/kubelet-reject "{.status.phase}/{.status.reason}/{.status.containerStatuses}" "Failed/OutOfcpu/"
 expect node-lost pod/node-lost "{.status.phase}/{.status.reason}" "Unknown/NodeLost"
 expect deadline-exceeded pod/deadline-exceeded "{.status.phase}/{.status.reason}" "Failed/DeadlineExceeded"

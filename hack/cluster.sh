@@ -32,6 +32,7 @@ export KWOK_WORKDIR="$cache_root/kwok"
 cluster_dir="$KWOK_WORKDIR/clusters/$cluster"
 kubeconfig="$cache_root/kubeconfig-$cluster"
 stages="$here/kwok-stages.yaml"
+real_node_config="$here/kwokctl-real-node.yaml"
 audit_policy="$here/audit-policy.yaml"
 nodes=(ucloud-node-0 ucloud-node-1 ucloud-node-2)
 
@@ -65,6 +66,7 @@ kwokctl_args() {
     # A healthy start takes seconds; fail in about 2 minutes rather than kwokctl's default 4+.
     --wait 60s --timeout 60s
   )
+  configs=(--config "$stages")
   local extra=()  # COMPONENT=FLAG=VALUE, for kwokctl's --extra-args
   if [[ -n "${UCLOUD_AUDIT_LOG:-}" ]]; then
     local audit_log
@@ -87,6 +89,7 @@ kwokctl_args() {
       "kube-apiserver=kubelet-preferred-address-types=InternalIP"
     )
     args+=(--heartbeat-factor 1)
+    configs+=(--config "$real_node_config")
   fi
   # kwokctl 0.8.0 panics (index out of range) unless the k-th distinct component of the
   # --extra-args list first appears at position k: one flag of each component first.
@@ -110,6 +113,7 @@ fingerprint() {
   {
     printf '%s\n' "${args[@]}"
     cat "$stages"
+    [[ "${UCLOUD_REAL_NODE:-0}" != 1 ]] || cat "$real_node_config"
     [[ -z "${UCLOUD_AUDIT_LOG:-}" ]] || cat "$audit_policy"
   } | sha256sum | cut -d' ' -f1
 }
@@ -201,7 +205,7 @@ lock() {
 create() {
   local attempt
   log "creating cluster $cluster (KWOK_WORKDIR=$KWOK_WORKDIR)"
-  log "kwokctl --name $cluster --config $stages create cluster ${args[*]@Q}"
+  log "kwokctl --name $cluster ${configs[*]} create cluster ${args[*]@Q}"
   # A symlink: always kwokctl's current file, and dangling (visible) once the cluster is gone.
   ln -sfn "$cluster_dir/kubeconfig.yaml" "$kubeconfig"
   # kwokctl picks "unused" ports by probing, so two clusters created at once can pick the same
@@ -211,7 +215,7 @@ create() {
   for attempt in 1 2; do
     # 8>&- 9>&-: the components kwokctl leaves running must not inherit (and hold) our locks.
     # kwokctl exits 0 even when --wait runs out, so check the API server ourselves.
-    if kwokctl --name "$cluster" --config "$stages" create cluster "${args[@]}" >&2 8>&- 9>&- &&
+    if kwokctl --name "$cluster" "${configs[@]}" create cluster "${args[@]}" >&2 8>&- 9>&- &&
       [[ "$(kc --request-timeout=5s get --raw=/readyz 2>/dev/null)" == ok ]]; then
       exec 8>&-
       fingerprint >"$cluster_dir/ucloud.fingerprint"

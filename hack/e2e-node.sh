@@ -49,7 +49,7 @@ wait_until() {  # WHAT SECONDS COMMAND...
 
 finish() {
   local rc=$?
-  [[ -n "$logs_pid" ]] && kill "$logs_pid" 2>/dev/null
+  if [[ -n "$logs_pid" ]]; then kill "$logs_pid" 2>/dev/null || true; fi
   if ((rc != 0)); then
     {
       echo "=== pods"; kubectl get pods -A -o wide
@@ -67,7 +67,7 @@ finish() {
     hack/cluster.sh down >/dev/null 2>&1 || log "could not delete cluster $UCLOUD_CLUSTER"
   fi
   rm -rf "$work"
-  ((rc == 0)) && log "PASSED in $((SECONDS - start))s" || log "FAILED (exit $rc) after $((SECONDS - start))s"
+  if ((rc == 0)); then log "PASSED in $((SECONDS - start))s"; else log "FAILED (exit $rc) after $((SECONDS - start))s"; fi
 }
 trap finish EXIT
 
@@ -112,7 +112,7 @@ operator_pod() {
     awk 'NF == 1 { printf "%s%s", sep, $1; sep = " " }' 
 }
 follow_logs() {
-  [[ -n "$logs_pid" ]] && kill "$logs_pid" 2>/dev/null
+  if [[ -n "$logs_pid" ]]; then kill "$logs_pid" 2>/dev/null || true; fi
   kubectl logs -f -n "$system_ns" "$1" >>"$operator_log" 2>&1 &
   logs_pid=$!
 }

@@ -110,7 +110,8 @@ start() {  # NAME COMMAND...: run in the background, log to $state/logs/NAME.log
   local name="$1"
   shift
   mkdir -p "$state/logs" "$state/pids"
-  "$@" </dev/null >>"$state/logs/$name.log" 2>&1 &
+  # 7>&- 8>&- 9>&-: a daemon must not inherit (and hold) this script's or hack/cluster.sh's locks.
+  "$@" </dev/null >>"$state/logs/$name.log" 2>&1 7>&- 8>&- 9>&- &
   echo $! >"$state/pids/$name.pid"
 }
 

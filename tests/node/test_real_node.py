@@ -2,20 +2,21 @@
 
 Each test runs its job's replicas as real containers (containerd, runc) on the real node and
 asserts the state, reason and replica status the contract gives for that case. The pod statuses
-the kubelet writes here are the ground truth that hack/kwok-stages.yaml imitates (docs/real-node.md).
+the kubelet writes here are the ground truth that hack/kwok-stages.yaml imitates
+(docs/real-node.md).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
 
-from tests.cluster import IMAGE_PULL_GRACE, Cluster
+from tests.cluster import NODE_LOST_GRACE, Cluster
 from tests.node.conftest import (
     ABSENT_IMAGE,
-    NODE_LOST_GRACE,
+    IMAGE_PULL_GRACE,
     REAL_NODE,
     node_script,
     on_real_node,
@@ -34,8 +35,8 @@ def _replica(status: dict[str, Any], rank: int = 0) -> dict[str, Any]:
 
 
 def _pod_events(cluster: Cluster, pod: str, reason: str) -> list[client.CoreV1Event]:
-    events = cluster.core.list_namespaced_event(
-        cluster.namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}").items
+    selector = f"involvedObject.kind=Pod,involvedObject.name={pod}"
+    events = cluster.core.list_namespaced_event(cluster.namespace, field_selector=selector).items
     return [e for e in events if e.reason == reason]
 
 
@@ -76,10 +77,16 @@ def test_oom_killed_by_its_memory_limit(cluster: Cluster) -> None:
 
 def test_unpullable_image_queues_then_fails(cluster: Cluster) -> None:
     cluster.create_job("pull", pod_spec=on_real_node({"image": ABSENT_IMAGE}))
+    # A reason within IN_QUEUE is no new state, so it is seen in the status, not in `updates`.
     cluster.wait_for_state("pull", "IN_QUEUE", "ImagePulling", timeout=START)
+    queued_seen = datetime.now(UTC)
     status = cluster.wait_for_state("pull", "FAILURE", "ImagePullFailed",
                                     timeout=START + IMAGE_PULL_GRACE)
-    assert ABSENT_IMAGE in status["message"] or "ImagePull" in status["message"]
+    assert ABSENT_IMAGE in status["message"]
+    assert _replica(status)["reason"] in ("ErrImagePull", "ImagePullBackOff")
+    # The grace runs from the pod's start, a second or two before the first failed pull.
+    waited = _time(status["finishedAt"]) - queued_seen
+    assert waited.total_seconds() >= IMAGE_PULL_GRACE - 6, waited
 
 
 def test_invalid_image_name_fails_at_once(cluster: Cluster) -> None:
@@ -108,6 +115,14 @@ def test_expired_job_is_written_before_its_containers_stop(cluster: Cluster) -> 
     # Events have second precision: the container is stopped in the same second or later.
     assert _event_time(killing[0]).replace(microsecond=0) >= expired_at.replace(microsecond=0)
     cluster.wait_for("expiry", "the pod gone", lambda: not cluster.pods("expiry"), timeout=60)
+
+
+def test_replica_killed_for_its_own_deadline_is_expired(cluster: Cluster) -> None:
+    # The template's own activeDeadlineSeconds: the kubelet kills the pod, not the operator.
+    cluster.create_job("poddeadline", pod_spec=on_real_node(shell("sleep 300"),
+                                                            activeDeadlineSeconds=3))
+    status = cluster.wait_for_state("poddeadline", "EXPIRED", "DeadlineExceeded", timeout=START)
+    assert _replica(status)["reason"] == "DeadlineExceeded"
 
 
 def test_cancel_of_a_running_gang_stops_its_containers(cluster: Cluster) -> None:
@@ -149,13 +164,13 @@ def test_emptydir_over_its_size_limit_is_evicted_by_the_kubelet(cluster: Cluster
     spec = on_real_node(writer, volumes=[{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}])
     cluster.create_job("evict", pod_spec=spec)
     status = cluster.wait_for_state("evict", "FAILURE", "Evicted", timeout=START + 60)
-    assert "scratch" in status["message"] or "emptyDir" in status["message"].replace("EmptyDir", "emptyDir")
+    assert "scratch" in status["message"], status["message"]
 
 
 def test_zz_kubelet_stopped_under_a_running_job_is_node_lost(cluster: Cluster) -> None:
     # Last in the file: it takes the node down. The control plane runs with upstream's heartbeat
     # times here (hack/cluster.sh, UCLOUD_REAL_NODE=1): the node is marked Unknown 40 s after its
-    # last heartbeat instead of kwokctl's 3m20s; the operator's node-lost grace is 5 s.
+    # last heartbeat instead of kwokctl's 3m20s; the operator's node-lost grace is 3 s.
     cluster.create_job("lost", pod_spec=on_real_node(shell("sleep 600")))
     cluster.wait_for_state("lost", "RUNNING", timeout=START)
     node_script("kubelet-stop")

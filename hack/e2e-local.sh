@@ -232,6 +232,8 @@ check_permissions() {
   expect no escalate clusterroles.rbac.authorization.k8s.io
   expect no impersonate users
   expect no '*' '*' -A
+  expect no get nodes
+  expect no patch nodes
   if [[ "$mode" == namespaced ]]; then
     # Only the watched namespaces: nothing cluster-wide, nothing elsewhere.
     expect no list pods -A
@@ -242,7 +244,11 @@ check_permissions() {
     expect no create pods -n "$system_ns"
     expect no list ucloudjobs.ucloud.dk -n "$unwatched"
     expect no create events -n "$unwatched"
+    expect no list nodes
   else
+    # The node informer (a replica whose node stops reporting: NodeLost).
+    expect yes list nodes
+    expect yes watch nodes
     expect yes list pods -A
     expect yes watch pods -A
     expect yes list ucloudjobs.ucloud.dk -A

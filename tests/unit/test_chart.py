@@ -33,7 +33,7 @@ EXPECTED_RULES = {
     ("", "events"): {"create"},
 }
 # The node informer, granted apart by a ClusterRole (rbac.nodes): nodes are cluster-scoped.
-EXPECTED_NODE_RULES = {("", "nodes"): {"get", "list", "watch"}}
+EXPECTED_NODE_RULES = {("", "nodes"): {"list", "watch"}}
 
 Render = Callable[..., list[dict[str, Any]]]
 
@@ -227,12 +227,11 @@ def test_cluster_rbac_is_exactly_what_the_operator_calls(render: Render) -> None
     assert kinds(docs, "Role") == kinds(docs, "RoleBinding") == []
 
 
-def test_namespaced_rbac_has_a_role_per_namespace_and_only_nodes_cluster_wide(
+def test_namespaced_rbac_has_a_role_per_namespace_and_nothing_cluster_wide(
     render: Render,
 ) -> None:
     docs = render("-f", str(CHART / "ci" / "namespaced-values.yaml"))
-    assert len(kinds(docs, "ClusterRole")) == len(kinds(docs, "ClusterRoleBinding")) == 1
-    assert_nodes_readable(docs)
+    assert kinds(docs, "ClusterRole") == kinds(docs, "ClusterRoleBinding") == []
     roles = kinds(docs, "Role")
     bindings = kinds(docs, "RoleBinding")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["a", "b"]
@@ -247,10 +246,13 @@ def test_namespaced_rbac_has_a_role_per_namespace_and_only_nodes_cluster_wide(
     assert [a for a in args if a.startswith("--namespace")] == ["--namespace=a", "--namespace=b"]
 
 
-def test_reading_nodes_can_be_left_out(render: Render) -> None:
+def test_reading_nodes_can_be_granted_to_a_namespaced_install_or_left_out(
+    render: Render,
+) -> None:
     namespaced = render("-f", str(CHART / "ci" / "namespaced-values.yaml"),
-                        "--set", "rbac.nodes=false")
-    assert kinds(namespaced, "ClusterRole") == kinds(namespaced, "ClusterRoleBinding") == []
+                        "--set", "rbac.nodes=true")
+    assert len(kinds(namespaced, "ClusterRole")) == len(kinds(namespaced, "ClusterRoleBinding")) == 1
+    assert_nodes_readable(namespaced)
     cluster = render("--set", "rbac.nodes=false")
     assert [r["metadata"]["name"] for r in kinds(cluster, "ClusterRole")] == [RELEASE]
     assert_least_privilege(one(cluster, "ClusterRole"))

@@ -82,7 +82,7 @@ The RBAC rules: exactly the API calls the operator makes, nothing more.
                                        when the job ends
   events (core v1)       create        one Event per state change
 kopf runs standalone with scanning disabled: no CRD, namespace or peering access.
-Nodes (get, list, watch: the node informer) are granted apart, by a ClusterRole in rbac.yaml
+Nodes (list, watch: the node informer) are granted apart, by a ClusterRole in rbac.yaml
 (rbac.nodes): a Role cannot grant a cluster-scoped resource.
 */}}
 {{- define "ucloud-operator.rules" -}}

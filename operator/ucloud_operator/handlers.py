@@ -24,7 +24,7 @@ from .http import Check, Server, watchers_alive
 from .informer import NodeIndex, NodeInformer, PodIndex, PodInformer
 from .jobs import ParsedJobs, StoredJob
 from .kube import KubeApi, load_client_config
-from .leader import LeaderElector
+from .leader import KubernetesLeaseApi, LeaderElector
 from .metrics import (
     LEADER,
     NODE_FACTS,
@@ -62,6 +62,7 @@ class Runtime:
         self.server: Server | None = None
         self.jobs_by_state: JobsByState | None = None
         self.elector: LeaderElector | None = None
+        self.lease_api: KubernetesLeaseApi | None = None
         self.lease_task: asyncio.Task[None] | None = None
         self.lag_task: asyncio.Task[None] | None = None
         self.informers: list[PodInformer] = []
@@ -190,8 +191,11 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
         return runtime.elector is None or runtime.elector.is_leader
 
     if ours.leader_elect:
+        runtime.lease_api = KubernetesLeaseApi(
+            client.ApiClient(configuration), ours.lease_namespace, ours.lease_name
+        )
         runtime.elector = LeaderElector(
-            client.ApiClient(configuration),
+            runtime.lease_api,
             ours.lease_namespace,
             ours.lease_name,
             ours.instance,
@@ -245,6 +249,8 @@ async def stop(memo: Any, **_: Any) -> None:
             await asyncio.gather(task, return_exceptions=True)
     if runtime.elector is not None:
         await runtime.elector.release()
+    if runtime.lease_api is not None:
+        runtime.lease_api.close()
     if runtime.api is not None:
         await runtime.api.close()
 

@@ -67,6 +67,8 @@ class OperatorProcess:
             [sys.executable, "-m", "ucloud_operator", "--image-pull-grace",
              str(IMAGE_PULL_GRACE), "--node-lost-grace", str(NODE_LOST_GRACE),
              "--log-level", "DEBUG",
+             # Off by default; the tiers were written with it on (test_ha runs a standby).
+             "--leader-elect",
              "--metrics-address", f"127.0.0.1:{self.metrics_port}",
              "--health-address", f"127.0.0.1:{self.health_port}", *self.extra_args],
             env=env, stdout=log, stderr=subprocess.STDOUT,

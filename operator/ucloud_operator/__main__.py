@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -9,11 +10,17 @@ from typing import Any, cast
 
 import kopf
 import uvloop
+from kubernetes import client
 
 from . import settings as settings_module
 from .handlers import Runtime, SharedMemo, registry
+from .kube import load_client_config
+from .leader import KubernetesLeaseApi, LeaderElector, LeaseUnusable
 from .memories import CompactMemories
+from .settings import OperatorSettings
 from .wirejson import decode_kopf_streams
+
+logger = logging.getLogger(__package__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,14 +32,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     if ours.log_level != "DEBUG":  # kopf logs every handled watch event at INFO
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    logging.getLogger(__package__).info(
-        "starting: namespaces=%s image-pull-grace=%ss node-lost-grace=%ss pod-policy=%s workers=%d",
+    logger.info(
+        "starting: namespaces=%s image-pull-grace=%ss node-lost-grace=%ss pod-policy=%s workers=%d "
+        "api-concurrency=%d leader-elect=%s",
         ",".join(ours.namespaces) or "*",
         ours.image_pull_grace,
         ours.node_lost_grace,
         "enforce" if ours.pod_policy else "off",
         ours.workers,
+        ours.api_concurrency,
+        f"lease {ours.lease_namespace}/{ours.lease_name}" if ours.leader_elect else "off",
     )
+    if ours.leader_elect and not lease_usable(ours):
+        return 1
     decode_kopf_streams()
     # libuv's event loop, as `kopf run` takes when uvloop is installed.
     uvloop.run(
@@ -50,6 +62,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     return 0
+
+
+def lease_usable(ours: OperatorSettings) -> bool:
+    """With --leader-elect: false, said once and clearly, when this identity may not read or
+    write the Lease or its namespace does not exist, instead of standing by for ever, warning
+    every retry. A Lease that cannot be checked now (API server unreachable) is left to the
+    elector, which keeps trying."""
+    try:
+        configuration = load_client_config()
+    except Exception as error:  # kopf's login reports it in its own words
+        logger.warning(
+            "could not check lease %s/%s: %s", ours.lease_namespace, ours.lease_name, error
+        )
+        return True
+    api = KubernetesLeaseApi(client.ApiClient(configuration), ours.lease_namespace, ours.lease_name)
+    elector = LeaderElector(api, ours.lease_namespace, ours.lease_name, ours.instance)
+    try:
+        asyncio.run(elector.check_access())
+    except LeaseUnusable as error:
+        logger.error("%s", error)
+        return False
+    finally:
+        api.close()
+    return True
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ class OperatorSettings:
     instance: str
     metrics_address: str = ":8080"
     health_address: str = ":8081"
-    leader_elect: bool = True
+    leader_elect: bool = False
     lease_namespace: str = "default"
     lease_name: str = "ucloud-operator"
     node_lost_grace: float = 60.0
@@ -137,8 +137,10 @@ def parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
-        default=_env(environ, "UCLOUD_LEADER_ELECT", "true").lower() in ("1", "true", "yes"),
-        help="act only while holding a Lease, so replicas can stand by [env UCLOUD_LEADER_ELECT]",
+        default=_env(environ, "UCLOUD_LEADER_ELECT", "false").lower() in ("1", "true", "yes"),
+        help="act only while holding a coordination.k8s.io Lease, so that more replicas can "
+        "stand by (needs get, create and update on it: the operator exits at start when "
+        "refused); off suits a single process [env UCLOUD_LEADER_ELECT]",
     )
     p.add_argument(
         "--lease-namespace",

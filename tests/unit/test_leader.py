@@ -25,6 +25,7 @@ from ucloud_operator.leader import (
     LeaseError,
     LeaseRecord,
     LeaseTiming,
+    LeaseUnusable,
 )
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -426,3 +427,58 @@ async def test_the_official_client_reads_and_writes_the_lease_as_json() -> None:
         await server.close()
     assert seen == [("GET", base + "/lease"), ("GET", base + "/absent"), ("PUT", ""),
                     ("PUT", "All"), ("POST", "")]
+
+
+# ---------------------------------------------------------------- checked at start
+
+
+@pytest.mark.parametrize(
+    ("lease", "refuse", "verb"),
+    [
+        (None, {"get": 403}, "get"),
+        (None, {"create": 403}, "create"),
+        (None, {"create": 404}, "create"),  # the namespace does not exist
+        (None, {"update": 403}, "update"),
+        (held_by("other", "2026-01-01T00:00:00.000000Z"), {"update": 403}, "update"),
+    ],
+)
+async def test_a_lease_it_may_not_use_is_unusable_at_start(
+    lease: dict[str, Any] | None, refuse: dict[str, int], verb: str
+) -> None:
+    world, store = World(), Store()
+    store.lease = copy.deepcopy(lease)
+    elector, api = world.candidate(store, "a")
+    api.refuse = refuse
+    with pytest.raises(LeaseUnusable) as unusable:
+        await elector.check_access()
+    message = str(unusable.value)
+    assert f"lease ns/lease for leader election ({verb}: {verb} refused)" in message
+    assert "--no-leader-elect" in message
+    assert store.lease == lease and not store.writes  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("lease", "refuse", "dry_runs"),
+    [
+        (None, {}, ["create"]),  # then a dry-run update of the absent Lease: 404, allowed
+        (held_by("other", "2026-01-01T00:00:00.000000Z"), {}, ["update"]),
+        (None, {"get": 0}, []),  # unreachable: left to run(), which keeps trying
+        (None, {"get": 500}, []),
+        (None, {"get": 429}, []),
+        (None, {"create": 409}, []),  # created meanwhile
+        (held_by("other", "2026-01-01T00:00:00.000000Z"), {"update": 409}, []),
+    ],
+)
+async def test_a_lease_it_may_use_or_cannot_check_now_passes(
+    lease: dict[str, Any] | None, refuse: dict[str, int], dry_runs: list[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    world, store = World(), Store()
+    store.lease = copy.deepcopy(lease)
+    elector, api = world.candidate(store, "a")
+    api.refuse = refuse
+    await elector.check_access()
+    assert api.dry_runs == dry_runs
+    assert store.lease == lease and not store.writes
+    if refuse.get("get") in (0, 500, 429):
+        assert "could not check lease ns/lease" in caplog.text

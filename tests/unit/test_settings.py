@@ -52,3 +52,13 @@ def test_bad_values_are_refused_with_a_message(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         parse(["--image-pull-grace", "-1"], {})
     assert "must be >= 0" in capsys.readouterr().err
+
+
+def test_leader_election_is_off_unless_asked_for() -> None:
+    assert not parse([], {}).leader_elect  # a single process (`make run`) needs no Lease
+    assert parse(["--leader-elect"], {}).leader_elect
+    assert parse([], {"UCLOUD_LEADER_ELECT": "true"}).leader_elect
+    assert not parse(["--no-leader-elect"], {"UCLOUD_LEADER_ELECT": "true"}).leader_elect
+    assert not parse([], {"UCLOUD_LEADER_ELECT": "false"}).leader_elect
+    ours = parse(["--leader-elect"], {"POD_NAMESPACE": "ops"})
+    assert (ours.lease_namespace, ours.lease_name) == ("ops", "ucloud-operator")

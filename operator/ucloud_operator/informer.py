@@ -23,10 +23,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
-from .kube import Expired, Forbidden, Refused, Transient
+from .kube import Expired, Forbidden, Refused, Transient, backoff
 from .metrics import WATCH_EVENTS
 from .models import JOB_NAME_LABEL
 from .nodes import NodeHealth, observe_node
@@ -143,8 +143,10 @@ class Informer(Generic[K, T]):
         if_forbidden: str | None = None,
         first_retry_delay: float = 0.5,
         forbidden_retry_delay: float = FORBIDDEN_RETRY_SECONDS,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._api = api
+        self._sleep = sleep
         self._resource = resource
         self._path = path
         self._store = store
@@ -176,7 +178,7 @@ class Informer(Generic[K, T]):
                     failures = await self._back_off(failures, error)
                     continue
                 self._refused(error)
-                await asyncio.sleep(self._forbidden_retry_delay)
+                await self._sleep(self._forbidden_retry_delay)
             except (Transient, Refused) as error:
                 failures = await self._back_off(failures, error)
 
@@ -184,12 +186,14 @@ class Informer(Generic[K, T]):
         return self.scope
 
     async def _back_off(self, failures: int, error: Exception) -> int:
+        """Wait before the next list or watch: exponential backoff, or the Retry-After of a
+        429 or 503 if longer (at most MAX_RETRY_AFTER)."""
         failures += 1
         delay = min(MAX_RETRY_DELAY, self._first_retry_delay * 2 ** (failures - 1))
-        delay *= random.uniform(0.8, 1.2)
+        delay = backoff(delay * random.uniform(0.8, 1.2), error)
         level = logging.WARNING if failures < 5 else logging.ERROR
         logger.log(level, "%s watch of %s (retry in %.1fs): %s", self._resource, self, delay, error)
-        await asyncio.sleep(delay)
+        await self._sleep(delay)
         return failures
 
     def _refused(self, error: Forbidden) -> None:
@@ -285,6 +289,7 @@ class PodInformer(Informer[PodKey, ReplicaPod]):
         changed: Callable[[JobKey], None],
         *,
         first_retry_delay: float = 0.5,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         super().__init__(
             api,
@@ -295,6 +300,7 @@ class PodInformer(Informer[PodKey, ReplicaPod]):
             scope=f"namespace {namespace}" if namespace else "all namespaces",
             label_selector=JOB_NAME_LABEL,
             first_retry_delay=first_retry_delay,
+            sleep=sleep,
         )
 
 
@@ -378,6 +384,7 @@ class NodeInformer(Informer[str, NodeHealth]):
         *,
         first_retry_delay: float = 0.5,
         forbidden_retry_delay: float = FORBIDDEN_RETRY_SECONDS,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         super().__init__(
             api,
@@ -389,6 +396,7 @@ class NodeInformer(Informer[str, NodeHealth]):
             if_forbidden=NODES_FORBIDDEN,
             first_retry_delay=first_retry_delay,
             forbidden_retry_delay=forbidden_retry_delay,
+            sleep=sleep,
         )
 
 

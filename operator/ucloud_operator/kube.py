@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import aiohttp
@@ -32,6 +34,9 @@ logger = logging.getLogger(__name__)
 COMPONENT = "ucloud-operator"
 _TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 _RETRY_DELAYS = (0.1, 0.3, 1.0, 3.0)  # then the reconcile gives up and requeues with backoff
+# Answers whose Retry-After is honoured: 429 (API Priority and Fairness, max-in-flight) and 503.
+_RETRY_AFTER_STATUS = frozenset({429, 503})
+MAX_RETRY_AFTER = 30.0  # seconds: a longer Retry-After is cut to this
 _TOKEN_REFRESH_SECONDS = 60.0  # bound service-account tokens rotate; re-read the file this often
 
 
@@ -44,7 +49,12 @@ class Forbidden(Refused):
 
 
 class Transient(Exception):  # noqa: N818
-    """The API server could not be reached or answered with a retryable error."""
+    """The API server could not be reached or answered with a retryable error; `retry_after`:
+    the seconds it asked the client to wait (Retry-After), if it did."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Expired(Transient):
@@ -80,8 +90,13 @@ class KubeApi:
         concurrency: int,
         instance: str,
         timeout: float = 20.0,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._configuration = configuration
+        self._sleep = sleep
+        self._wall = wall  # for a Retry-After given as a date
         self._base = configuration.host.rstrip("/")
         self._concurrency = concurrency
         self._instance = instance
@@ -117,12 +132,13 @@ class KubeApi:
             ) as response:
                 payload = await response.read()
                 status = response.status
+                wait = retry_after(status, response.headers, self._wall())
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             API_REQUESTS.labels("list", resource, "0").inc()
             raise Transient(f"list {resource}: {error!r}") from error
         API_REQUESTS.labels("list", resource, str(status)).inc()
         if status >= 300:
-            raise _read_error(status, payload.decode(errors="replace"))
+            raise _read_error(status, payload.decode(errors="replace"), wait)
         try:
             return loads(payload)
         except ValueError as error:
@@ -143,7 +159,9 @@ class KubeApi:
                 API_REQUESTS.labels("watch", resource, str(response.status)).inc()
                 if response.status >= 300:
                     raise _read_error(
-                        response.status, (await response.read()).decode(errors="replace")
+                        response.status,
+                        (await response.read()).decode(errors="replace"),
+                        retry_after(response.status, response.headers, self._wall()),
                     )
                 rest = b""
                 async for chunk in response.content.iter_any():
@@ -224,7 +242,8 @@ class KubeApi:
         ok_too: int | None = None,
         content_type: str = "application/json",
     ) -> None:
-        """Send one request, retrying transient failures with jittered backoff."""
+        """Send one request, retrying transient failures with jittered backoff, or after the
+        Retry-After of a 429 or 503 (at least the backoff, at most MAX_RETRY_AFTER)."""
         assert self._session is not None, "KubeApi.start() first"
         data = dumps(body) if body is not None else None
         failure: Exception | None = None
@@ -239,6 +258,7 @@ class KubeApi:
                     # request pays a new TLS handshake.
                     payload = await response.read()
                     text = payload.decode(errors="replace") if status >= 300 else ""
+                    wait = retry_after(status, response.headers, self._wall())
                 API_LATENCY.labels(verb, resource).observe(time.monotonic() - started)
             except (aiohttp.ClientError, TimeoutError, OSError) as error:
                 API_REQUESTS.labels(verb, resource, "0").inc()
@@ -250,12 +270,20 @@ class KubeApi:
                 answer = _error(status, text)
                 if isinstance(answer, Refused):
                     raise answer
-                failure = Transient(f"{verb} {resource}: {answer}")
+                failure = Transient(f"{verb} {resource}: {answer}", wait)
             if delay is None:
                 raise failure
             API_RETRIES.labels(verb, resource).inc()
-            logger.debug("retrying %s %s (attempt %d): %s", verb, resource, attempt + 1, failure)
-            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            pause = backoff(delay * random.uniform(0.5, 1.5), failure)
+            logger.debug(
+                "retrying %s %s in %.2fs (attempt %d): %s",
+                verb,
+                resource,
+                pause,
+                attempt + 1,
+                failure,
+            )
+            await self._sleep(pause)
 
     def _headers(self, content_type: str) -> dict[str, str]:
         headers = {
@@ -298,17 +326,42 @@ class KubeApi:
         return context
 
 
-def _error(status: int, text: str) -> Refused | Transient:
+def retry_after(status: int, headers: Mapping[str, str], now: datetime) -> float | None:
+    """The seconds a 429 or 503 answer asks the client to wait (Retry-After: delay-seconds or
+    an HTTP date, RFC 9110); None when it asks nothing (or another status carries it)."""
+    value = headers.get("Retry-After") if status in _RETRY_AFTER_STATUS else None
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - now).total_seconds()
+        except (TypeError, ValueError, IndexError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def backoff(delay: float, error: Exception) -> float:
+    """The wait before retrying after `error`: `delay` (the caller's own backoff), or what the
+    API server asked for if longer, up to MAX_RETRY_AFTER."""
+    asked = error.retry_after if isinstance(error, Transient) else None
+    return delay if asked is None else max(delay, min(asked, MAX_RETRY_AFTER))
+
+
+def _error(status: int, text: str, retry_after: float | None = None) -> Refused | Transient:
     """An answer of `status`: refused for good, or worth another try."""
     message = _message(status, text)
     if status in _TRANSIENT_STATUS:
-        return Transient(message)
+        return Transient(message, retry_after)
     return Forbidden(message) if status == 403 else Refused(message)
 
 
-def _read_error(status: int, text: str) -> Refused | Transient:
+def _read_error(status: int, text: str, retry_after: float | None = None) -> Refused | Transient:
     """As `_error`; and a list or watch from a version too old (410 Gone) is `Expired`."""
-    return Expired(_message(status, text)) if status == 410 else _error(status, text)
+    if status == 410:
+        return Expired(_message(status, text))
+    return _error(status, text, retry_after)
 
 
 def _message(status: int, text: str) -> str:

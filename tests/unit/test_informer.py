@@ -353,3 +353,32 @@ def test_the_jobs_on_a_node_are_the_jobs_with_a_replica_there() -> None:
     assert index.jobs_on_node("n0") == [("default", "a")]
     assert sorted(index.jobs_on_node("n1")) == [("default", "a"), ("default", "b")]
     assert index.jobs_on_node("n9") == []
+
+
+async def test_a_list_or_watch_throttled_waits_as_the_api_server_asks() -> None:
+    """Retry-After (carried by the Transient) is waited for when longer than the informer's own
+    backoff, up to 30 s; a shorter one leaves the backoff as it is."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    api = ScriptedApi(
+        lists=[Transient("429: too many requests", retry_after=7.0),
+               Transient("503: unavailable", retry_after=600.0),
+               Transient("429: too many requests", retry_after=0.0),
+               page([pod_of("a", 0)], "5")],
+        watches=[[Transient("429: too many requests", retry_after=20.0)]],
+    )
+    informer = PodInformer(api, PodIndex(), None, lambda key: None, first_retry_delay=0.5,
+                           sleep=sleep)
+    task = asyncio.create_task(informer.run())
+    try:
+        await asyncio.wait_for(api.drained.wait(), 5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert waits[:2] == [7.0, 30.0]
+    assert 1.6 <= waits[2] <= 2.4  # the third backoff (0.5 * 2**2, jittered by 0.8-1.2)
+    assert waits[3] == 20.0  # the watch's; longer than its backoff (at most 4.8 s)
+    assert [verb for verb, _ in api.asked] == ["list"] * 4 + ["watch"] * 2

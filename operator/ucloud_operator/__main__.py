@@ -43,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ours.api_concurrency,
         f"lease {ours.lease_namespace}/{ours.lease_name}" if ours.leader_elect else "off",
     )
+    for sentence in ours.deprecated:
+        logger.warning("%s", sentence)
     if ours.leader_elect and not lease_usable(ours):
         return 1
     decode_kopf_streams()

@@ -29,6 +29,8 @@ class OperatorSettings:
     lease_namespace: str = "default"
     lease_name: str = "ucloud-operator"
     node_lost_grace: float = 60.0
+    # Settings given by a deprecated name, each a sentence for the log.
+    deprecated: tuple[str, ...] = ()
 
     @property
     def rules(self) -> Settings:
@@ -57,6 +59,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# Old names still read, and what replaced them.
+_OLD_FLAGS = {"--api-threads": "--api-concurrency"}
+_OLD_ENV = {"UCLOUD_API_THREADS": "UCLOUD_API_CONCURRENCY"}
+
+
+class _Store(argparse.Action):
+    """argparse's store, which also notes a value given by an old name of its flag."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        if option_string in _OLD_FLAGS:
+            namespace.old_flags = [*namespace.old_flags, option_string]
+
+
 def parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m ucloud_operator",
@@ -64,6 +86,7 @@ def parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"ucloud-operator {__version__}")
+    p.set_defaults(old_flags=[])
     p.add_argument(
         "-n",
         "--namespace",
@@ -116,13 +139,15 @@ def parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--api-concurrency",
-        "--api-threads",  # its first name
+        "--api-threads",  # its first name, deprecated: Deployments rendered before still pass it
         dest="api_concurrency",
+        action=_Store,
         type=_positive_int,
         default=_positive_int(
             _env(environ, "UCLOUD_API_CONCURRENCY", _env(environ, "UCLOUD_API_THREADS", "32"))
         ),
-        help="API requests in flight at once [env UCLOUD_API_CONCURRENCY]",
+        help="API requests in flight at once [env UCLOUD_API_CONCURRENCY]; --api-threads and "
+        "UCLOUD_API_THREADS are its old, deprecated names (read, with a warning)",
     )
     p.add_argument(
         "--metrics-address",
@@ -160,6 +185,12 @@ def parse(
 ) -> OperatorSettings:
     environ = os.environ if environ is None else environ
     args = parser(environ).parse_args(argv)
+    deprecated = [f"{old} is deprecated: use {_OLD_FLAGS[old]}" for old in args.old_flags]
+    deprecated += [
+        f"{old} is deprecated: use {new}"
+        for old, new in _OLD_ENV.items()
+        if environ.get(old) and not environ.get(new)
+    ]
     namespaces = args.namespaces
     if namespaces is None:
         namespaces = [n.strip() for n in _env(environ, "UCLOUD_NAMESPACES", "").split(",")]
@@ -179,4 +210,5 @@ def parse(
         leader_elect=args.leader_elect,
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,
+        deprecated=tuple(deprecated),
     )

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ucloud_operator import settings
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "ucloud-operator"
 RELEASE, NAMESPACE = "ucloud-operator", "ucloud-system"
@@ -251,7 +253,8 @@ def test_reading_nodes_can_be_granted_to_a_namespaced_install_or_left_out(
 ) -> None:
     namespaced = render("-f", str(CHART / "ci" / "namespaced-values.yaml"),
                         "--set", "rbac.nodes=true")
-    assert len(kinds(namespaced, "ClusterRole")) == len(kinds(namespaced, "ClusterRoleBinding")) == 1
+    assert len(kinds(namespaced, "ClusterRole")) == 1
+    assert len(kinds(namespaced, "ClusterRoleBinding")) == 1
     assert_nodes_readable(namespaced)
     cluster = render("--set", "rbac.nodes=false")
     assert [r["metadata"]["name"] for r in kinds(cluster, "ClusterRole")] == [RELEASE]
@@ -321,7 +324,7 @@ def test_deployment_probes_ports_args_and_env(render: Render) -> None:
     assert container["args"] == [
         "--image-pull-grace=120", "--node-lost-grace=60", "--pod-policy=enforce",
         "--log-level=INFO",
-        "--log-format=json", "--workers=16", "--api-threads=16",
+        "--log-format=json", "--workers=16", "--api-concurrency=32",
         "--metrics-address=:8080", "--health-address=:8081",
     ]
     assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in (
@@ -368,12 +371,14 @@ def test_values_reach_the_operator_flags(render: Render) -> None:
     docs = render("--set", "operator.imagePullGrace=30", "--set", "operator.nodeLostGrace=0",
                   "--set", "operator.podPolicy=off",
                   "--set", "operator.logLevel=DEBUG", "--set", "operator.logFormat=text",
+                  "--set", "operator.apiConcurrency=8",
                   "--set", "metrics.port=9090", "--set", "health.port=9091",
                   "--set", "image.digest=sha256:" + "a" * 64)
     container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     for flag in ("--image-pull-grace=30", "--node-lost-grace=0", "--pod-policy=off",
                  "--log-level=DEBUG",
-                 "--log-format=text", "--metrics-address=:9090", "--health-address=:9091"):
+                 "--log-format=text", "--api-concurrency=8", "--metrics-address=:9090",
+                 "--health-address=:9091"):
         assert flag in container["args"]
     assert container["image"] == "ucloud-operator@sha256:" + "a" * 64
     service = one(docs, "Service")
@@ -425,3 +430,121 @@ def test_admission_policy_refuses_what_the_pod_policy_refuses(render: Render) ->
     off = render("--set", "admissionPolicy.enabled=false")
     assert not kinds(off, "ValidatingAdmissionPolicy")
     assert not kinds(off, "ValidatingAdmissionPolicyBinding")
+
+
+# ---------------------------------------------------------------- the operator's own parser
+
+# The value behind each setting the chart passes (OperatorSettings field -> values.yaml key).
+SETTING_VALUES = {
+    "image_pull_grace": "operator.imagePullGrace", "node_lost_grace": "operator.nodeLostGrace",
+    "pod_policy": "operator.podPolicy", "log_level": "operator.logLevel",
+    "log_format": "operator.logFormat", "workers": "operator.workers",
+    "api_concurrency": "operator.apiConcurrency", "namespaces": "watchNamespaces",
+    "metrics_address": "metrics.port", "health_address": "health.port",
+    "leader_elect": "leaderElection.enabled",
+}
+# The chart's defaults that differ from the operator's; values.yaml says why, next to the key.
+DIFFERS = {"log_format"}
+SAYS_WHY = "Differs from the operator's default"
+
+
+def values_comment(key: str) -> str:
+    """The comment block above a key of values.yaml ("operator.logFormat")."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    *parents, leaf = key.split(".")
+    at = 0
+    for depth, name in enumerate([*parents, leaf]):
+        pattern = re.compile(rf"^{'  ' * depth}{re.escape(name)}:")
+        at = next(i for i in range(at, len(lines)) if pattern.match(lines[i]))
+    comment = []
+    for line in reversed(lines[:at]):
+        if not line.strip().startswith("#"):
+            break
+        comment.append(line.strip().lstrip("#").strip())
+    return " ".join(reversed(comment))
+
+
+def operator_settings(deployment: dict[str, Any]) -> tuple[settings.OperatorSettings,
+                                                          settings.OperatorSettings]:
+    """What the operator makes of the container's arguments and environment, with the
+    downward API's values filled in; and its defaults in that same pod (no arguments, only
+    the downward API's variables)."""
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    downward = {"metadata.name": "ucloud-operator-6c9d-x2x4q", "metadata.namespace": NAMESPACE}
+    pod_env = {e["name"]: downward[e["valueFrom"]["fieldRef"]["fieldPath"]]
+               for e in container["env"] if "fieldRef" in e.get("valueFrom", {})}
+    env = {**pod_env, **{e["name"]: e["value"] for e in container["env"] if "value" in e}}
+    try:
+        ours = settings.parse(container["args"], env)
+    except SystemExit as refused:  # argparse exits on an argument it does not know
+        pytest.fail(f"the operator refuses {container['args']} (exit {refused.code})")
+    return ours, settings.parse([], pod_env)
+
+
+def differences(chart: settings.OperatorSettings, default: settings.OperatorSettings) -> set[str]:
+    ignored = {"instance"}  # random per process
+    return {name for name in SETTING_VALUES.keys() | vars(chart).keys() - ignored
+            if getattr(chart, name) != getattr(default, name)}
+
+
+@pytest.mark.parametrize("values", [
+    (),
+    ("-f", str(CHART / "ci" / "namespaced-values.yaml")),
+    ("--set", "leaderElection.enabled=true", "--set", "replicaCount=2"),
+    ("--set", "operator.apiConcurrency=null", "--set", "operator.apiThreads=16"),
+    ("--set", "operator.apiConcurrency=null", "--set", "operator.nodeLostGrace=null"),
+    ("--set", "operator.imagePullGrace=30", "--set", "operator.podPolicy=off",
+     "--set", "operator.logLevel=DEBUG", "--set", "operator.logFormat=text",
+     "--set", "operator.workers=4", "--set", "operator.apiConcurrency=64",
+     "--set", "metrics.port=9090", "--set", "health.port=9091"),
+], ids=["defaults", "namespaced", "leader", "reused-apiThreads", "reused-older", "set"])
+def test_every_argument_and_variable_is_one_the_operator_documents(
+    render: Render, values: tuple[str, ...]
+) -> None:
+    deployment = one(render(*values), "Deployment")
+    operator_settings(deployment)  # parses
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    actions = {option: action for action in settings.parser({})._actions
+               for option in action.option_strings}
+    readme = (ROOT / "README.md").read_text()
+    documented = readme[readme.index("## Settings"):readme.index("## Metrics")]
+    for arg in container["args"]:
+        flag = arg.split("=", 1)[0]
+        assert flag in actions, f"{arg}: not a flag of the operator"
+        names = [o for o in actions[flag].option_strings if o.startswith("--")]
+        assert flag == names[0], f"{arg}: an old name of {names[0]}"
+        assert f"`{flag}`" in documented, f"{flag}: not in README's Settings"
+    help_text = settings.parser({}).format_help()
+    for env in container["env"]:
+        if env["name"].startswith("UCLOUD_"):
+            assert env["name"] in help_text and env["name"] in documented, env["name"]
+
+
+def test_the_charts_defaults_are_the_operators_unless_values_yaml_says_why(
+    render: Render,
+) -> None:
+    chart, default = operator_settings(one(render(), "Deployment"))
+    assert chart.api_concurrency == default.api_concurrency == 32  # as every benchmark ran
+    assert differences(chart, default) == DIFFERS
+    for name, key in SETTING_VALUES.items():
+        said = SAYS_WHY in values_comment(key)
+        assert said == (name in DIFFERS), f"{key}: says why {said}"
+
+
+def test_a_release_upgraded_with_reuse_values_keeps_its_api_threads(render: Render) -> None:
+    # `helm upgrade --reuse-values` from a release rendered with `apiThreads` carries that key
+    # and lacks `apiConcurrency`: its value is passed by the documented flag.
+    docs = render("--set", "operator.apiConcurrency=null", "--set", "operator.apiThreads=16")
+    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [a for a in args if a.startswith("--api-")] == ["--api-concurrency=16"]
+    newer = render("--set", "operator.apiThreads=16")  # apiConcurrency set: it wins
+    args = one(newer, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [a for a in args if a.startswith("--api-")] == ["--api-concurrency=32"]
+    neither = render("--set", "operator.apiConcurrency=null")
+    args = one(neither, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in args if a.startswith("--api-")]  # the operator's default
+
+
+def test_values_comment_reads_the_block_above_a_key() -> None:
+    assert values_comment("operator.workers") == "-- Jobs reconciled at once (--workers)."
+    assert "Differs from the operator's default" in values_comment("operator.logFormat")

@@ -152,3 +152,12 @@ async def test_the_binary_exits_non_zero_with_the_api_servers_refusal(tmp_path: 
     assert "cannot use lease default/ucloud-operator for leader election (get: " in text
     assert 'User "dev" cannot get resource "leases"' in text
     assert "Traceback" not in text
+
+
+def test_an_old_flag_name_is_warned_about(
+    no_kopf: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert entry.main(["--api-threads=4"]) == 0
+    assert "--api-threads is deprecated: use --api-concurrency" in caplog.text
+    assert no_kopf[0]["memo"].runtime.settings.api_concurrency == 4

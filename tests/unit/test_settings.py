@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from ucloud_operator.settings import parse
+from ucloud_operator.settings import parse, parser
 
 
 def test_defaults() -> None:
@@ -62,3 +62,39 @@ def test_leader_election_is_off_unless_asked_for() -> None:
     assert not parse([], {"UCLOUD_LEADER_ELECT": "false"}).leader_elect
     ours = parse(["--leader-elect"], {"POD_NAMESPACE": "ops"})
     assert (ours.lease_namespace, ours.lease_name) == ("ops", "ucloud-operator")
+
+
+def test_api_concurrency_defaults_to_32_as_benchmarked() -> None:
+    ours = parse([], {})
+    assert ours.api_concurrency == 32
+    assert ours.deprecated == ()
+    assert parse(["--api-concurrency", "8"], {}).api_concurrency == 8
+    assert parse([], {"UCLOUD_API_CONCURRENCY": "8"}).api_concurrency == 8
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "concurrency", "deprecated"),
+    [
+        # Deployments rendered by the chart before 0.1.0's --api-concurrency pass the old flag.
+        (["--api-threads=16"], {}, 16, ("--api-threads is deprecated: use --api-concurrency",)),
+        (["--api-threads", "4", "--api-concurrency", "8"], {}, 8,
+         ("--api-threads is deprecated: use --api-concurrency",)),
+        ([], {"UCLOUD_API_THREADS": "12"}, 12,
+         ("UCLOUD_API_THREADS is deprecated: use UCLOUD_API_CONCURRENCY",)),
+        ([], {"UCLOUD_API_THREADS": "12", "UCLOUD_API_CONCURRENCY": "20"}, 20, ()),
+        (["--api-threads=6"], {"UCLOUD_API_CONCURRENCY": "20"}, 6,
+         ("--api-threads is deprecated: use --api-concurrency",)),
+    ],
+)
+def test_the_old_name_api_threads_is_still_read_and_said_deprecated(
+    argv: list[str], environ: dict[str, str], concurrency: int, deprecated: tuple[str, ...]
+) -> None:
+    ours = parse(argv, environ)
+    assert ours.api_concurrency == concurrency
+    assert ours.deprecated == deprecated
+
+
+def test_the_help_documents_the_old_name() -> None:
+    text = parser({}).format_help()
+    assert "--api-concurrency API_CONCURRENCY, --api-threads API_CONCURRENCY" in text
+    assert "UCLOUD_API_THREADS" in text and "deprecated" in text

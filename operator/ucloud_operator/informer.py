@@ -366,7 +366,7 @@ class NodeIndex:
 
 NODES_FORBIDDEN = (
     "running without node facts, so a lost node is told only by its pods' own signals (the "
-    "taint manager's eviction, minutes later); grant get, list, watch on nodes (the chart's "
+    "taint manager's eviction, minutes later); grant list and watch on nodes (the chart's "
     "rbac.nodes)"
 )
 

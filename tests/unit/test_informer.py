@@ -83,14 +83,20 @@ async def run_until_drained(
     index = index if index is not None else PodIndex()
     changed: list[JobKey] = []
     informer = PodInformer(api, index, namespace, changed.append, first_retry_delay=0.0)
+    await run_informer_until_drained(api, informer)
+    return index, changed, informer
+
+
+async def run_informer_until_drained(
+    api: ScriptedApi, informer: PodInformer | NodeInformer
+) -> None:
+    """Run the informer until the scripted API has given out every answer, then stop it."""
     task = asyncio.create_task(informer.run())
     try:
         await asyncio.wait_for(api.drained.wait(), 5)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    assert not task.done() or task.cancelled()
-    return index, changed, informer
 
 
 def ranks(index: PodIndex, job: str) -> list[int | None]:
@@ -256,12 +262,7 @@ async def run_nodes_until_drained(
     changed: list[str] = []
     informer = NodeInformer(api, index, changed.append, first_retry_delay=0.0,
                             forbidden_retry_delay=0.0)
-    task = asyncio.create_task(informer.run())
-    try:
-        await asyncio.wait_for(api.drained.wait(), 5)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    await run_informer_until_drained(api, informer)
     return index, changed, informer
 
 

@@ -373,12 +373,7 @@ async def test_a_list_or_watch_throttled_waits_as_the_api_server_asks() -> None:
     )
     informer = PodInformer(api, PodIndex(), None, lambda key: None, first_retry_delay=0.5,
                            sleep=sleep)
-    task = asyncio.create_task(informer.run())
-    try:
-        await asyncio.wait_for(api.drained.wait(), 5)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    await run_informer_until_drained(api, informer)
     assert waits[:2] == [7.0, 30.0]
     assert 1.6 <= waits[2] <= 2.4  # the third backoff (0.5 * 2**2, jittered by 0.8-1.2)
     assert waits[3] == 20.0  # the watch's; longer than its backoff (at most 4.8 s)

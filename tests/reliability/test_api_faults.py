@@ -55,7 +55,12 @@ def faulty_operator(cluster: Cluster, operator: OperatorProcess, kubeconfig: str
     operator.kill(signal.SIGTERM)  # the session's operator steps aside (and frees the Lease)
     behind = OperatorProcess(proxy.kubeconfig(tmp_path / "proxy.kubeconfig"),
                              operator.log_path.with_name("faults.log"),
-                             extra_args=("--namespace", cluster.namespace))
+                             # One process: a leader that cannot renew its Lease for the
+                             # renew deadline (10 s) must stop acting, and 25 s stalls on
+                             # the Lease would make it step down and back, which is not
+                             # what this test is about (test_ha tests the election).
+                             extra_args=("--namespace", cluster.namespace,
+                                         "--no-leader-elect"))
     behind.start()
     yield behind, proxy
     behind.kill(signal.SIGTERM)

@@ -22,9 +22,10 @@ venv: $(BIN)/python ## create .venv with the pinned dependencies
 crd: $(BIN)/python ## regenerate manifests/crd.yaml from the pydantic models
 	$(BIN)/python -m ucloud_operator.crd > manifests/crd.yaml
 
-lint: $(BIN)/python ## ruff and mypy
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator
+# bench/ is linted too: with its extra installed, so mypy checks the plot against matplotlib's types.
+lint: $(VENV)/.bench-deps ## ruff and mypy (operator, tests, bench)
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator bench
 	$(BIN)/mypy
 
 soak: $(BIN)/python ## the long reliability runs: 200 jobs under random SIGKILLs, control-plane restart

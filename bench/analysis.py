@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
 from stats import peak_rate, summary
 
 FINAL_STATES = frozenset({"SUCCESS", "FAILURE", "EXPIRED"})

@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+
 from stats import summary
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})

@@ -22,11 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cluster
 from kubeclient import Client
 from procstat import cpu_seconds, memory_kib
 from run import Operator, create_namespace, delete_namespace, diagnose_operators, submit
-
-import cluster
 
 REPLICAS = 4
 NODES = 20

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ SERIES_STYLE = {
 }
 
 
-def _series(scale: dict[str, Any]):  # type: ignore[no-untyped-def]
+def _series(scale: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     for config, entry in scale["configs"].items():
         for phase in entry.get("phases", {}).values():
             yield config, phase

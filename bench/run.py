@@ -43,13 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import analysis
 import audit
+import cluster
 import profile_summary
 import report
 from calibrate import calibrate
 from kubeclient import BATCH, UCLOUDJOBS, ApiError, Client, core, group
 from procstat import Tracked, loadavg
-
-import cluster
 
 ROOT = cluster.ROOT
 BENCH = ROOT / "bench"
@@ -62,7 +61,7 @@ def log(message: str) -> None:
 
 
 # ---------------------------------------------------------------- objects
-def annotations(run_seconds: float, stay_pending: bool = False) -> dict[str, str]:
+def pod_annotations(run_seconds: float, stay_pending: bool = False) -> dict[str, str]:
     if stay_pending:  # resident, pending: KWOK leaves the pod alone (hack/kwok-stages.yaml)
         return {"ucloud.dk/test-stay-pending": "true"}
     if run_seconds <= 0:  # resident: stays Running
@@ -76,7 +75,7 @@ def pod_template(
     spec: dict[str, Any] = {"containers": [{"name": "main", "image": "bench"}]}
     if node_name:
         spec["nodeName"] = node_name
-    return {"metadata": {"annotations": annotations(run_seconds, stay_pending)}, "spec": spec}
+    return {"metadata": {"annotations": pod_annotations(run_seconds, stay_pending)}, "spec": spec}
 
 
 def ucloudjob(
@@ -134,7 +133,7 @@ async def wait_file(path: Path, proc: subprocess.Popen[bytes], seconds: float) -
     deadline = time.monotonic() + seconds
     while not path.exists():
         if proc.poll() is not None:
-            raise SystemExit(f"{proc.args} exited with {proc.returncode}")
+            raise SystemExit(f"{proc.args!r} exited with {proc.returncode}")
         if time.monotonic() > deadline:
             raise SystemExit(f"{path} did not appear within {seconds} s")
         await asyncio.sleep(0.1)
@@ -560,7 +559,7 @@ class Phase:
 
     def timeout(self) -> float:
         if self.bench.args.phase_timeout:
-            return float(self.bench.args.phase_timeout)
+            return self.bench.args.phase_timeout
         submit = self.n / self.pace if (self.regime == "paced" and self.pace) else 0
         # Generous: the Job controller with default client limits needs ~1 s per job.
         return 300 + self.bench.args.run_seconds + submit + 1.2 * self.n
@@ -575,8 +574,8 @@ class Phase:
             self.tail.poll()
             for t in tracked.values():
                 t.sample()
-            if submit_task.done() and submit_task.exception() is not None:
-                raise submit_task.exception()  # type: ignore[misc]
+            if submit_task.done() and (error := submit_task.exception()) is not None:
+                raise error
             if self.tail.finished >= self.n:
                 return False
             if time.monotonic() > deadline:
@@ -629,7 +628,7 @@ def attach_audit(
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: Settings) -> None:
         self.args = args
         self.started = datetime.now(UTC)
         self.stamp = self.started.strftime("%Y-%m-%dT%H%M%SZ")
@@ -740,17 +739,17 @@ class Bench:
     def choose_pace(self, ceiling: float, done: list[Phase], audit_log: Path) -> float:
         """About half the sustainable job rate: min(C / writes per job, scheduler binds / R)."""
         writes_per_job = 30.0  # the reference's estimate, when no burst phase ran before
-        ops = [p for p in done if p.system == "operator" and p.tail is not None]
-        if ops:
+        burst = next((p for p in done if p.system == "operator"), None)
+        if burst is not None and burst.tail is not None:
             scanned, _ = audit.scan(
                 audit.files(str(audit_log)),
-                {ops[0].namespace: ops[0].end_wall},
+                {burst.namespace: burst.end_wall},
                 self.args.replicas,
             )
             counted = audit.report(
-                scanned[ops[0].namespace],
-                ops[0].n,
-                analysis.pod_to_job(ops[0].tail),
+                scanned[burst.namespace],
+                burst.n,
+                analysis.pod_to_job(burst.tail),
                 "operator",
                 self.args.replicas,
             )
@@ -977,7 +976,42 @@ def git_info() -> dict[str, Any]:
     }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+class Settings(argparse.Namespace):
+    """The options of parse_args, typed (argparse's own Namespace has no attribute types)."""
+
+    scales: list[int]
+    replicas: int
+    systems: list[str]
+    regimes: list[str]
+    configs: list[str]
+    lifted_kcm_flags: list[str]
+    lifted_scheduler_flags: list[str]
+    pace: float | None
+    run_seconds: float
+    resident: int
+    resident_pods: str
+    resident_timeout: float
+    resident_settle: float
+    nodes: int
+    node_pods: int
+    calibration_levels: list[int]
+    calibration_seconds: float
+    settle_seconds: float
+    idle_seconds: float
+    phase_timeout: float | None
+    operator_args: list[str]
+    max_load: float
+    load_wait: float
+    profile_operator: bool
+    cluster_prefix: str
+    keep_cluster: bool
+    keep_audit: bool
+    artifacts: str
+    out: str
+    label: str
+
+
+def parse_args(argv: list[str] | None = None) -> Settings:
     def ints(text: str) -> list[int]:
         return [int(x.replace("_", "")) for x in text.split(",") if x]
 
@@ -1098,7 +1132,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--out", default=str(BENCH / "results"))
     p.add_argument("--label", default="", help="a free-text note stored with the results")
-    args = p.parse_args(argv)
+    args = p.parse_args(argv, Settings())
     if not args.cluster_prefix.startswith("bench"):
         p.error("--cluster-prefix must start with 'bench'")
     return args
@@ -1114,7 +1148,7 @@ async def wait_for_load(limit: float, seconds: float) -> bool:
     return True
 
 
-async def main_async(args: argparse.Namespace) -> int:
+async def main_async(args: Settings) -> int:
     if not shutil.which("bash"):
         raise SystemExit("bash is needed (hack/cluster.sh)")
     bench = Bench(args)
@@ -1174,7 +1208,7 @@ def write_results(out: dict[str, Any], folder: Path, stamp: str, partial: bool) 
     return paths
 
 
-async def guarded(args: argparse.Namespace) -> int:
+async def guarded(args: Settings) -> int:
     """SIGTERM/SIGINT cancel the run: its `finally` blocks stop the subprocesses, delete the
     cluster and write what was measured so far."""
     task = asyncio.current_task()

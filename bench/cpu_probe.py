@@ -1,7 +1,7 @@
 """A quick CPU-per-job probe, lighter than bench/run.py and built from its parts: N jobs x 4
 replicas in a burst on a running local cluster (UCLOUD_CLUSTER, default itest), the operator as a
-subprocess (run.Operator), its CPU seconds read from /proc before and after, and the requests and
-watch events per job from its /metrics.
+subprocess (processes.Operator), its CPU seconds read from /proc before and after, and the
+requests and watch events per job from its /metrics.
 
     .venv/bin/python bench/cpu_probe.py 100
     UCLOUD_PROBE_PROFILE=/tmp/probe .venv/bin/python bench/cpu_probe.py 100
@@ -23,16 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kubeclient import UCLOUDJOBS, Client, group
+from processes import Operator, diagnose_operators, start_profiler, stop_profiler
 from procstat import cpu_seconds, memory_kib
-from run import (
-    Operator,
-    create_namespace,
-    delete_namespace,
-    diagnose_operators,
-    start_profiler,
-    stop_profiler,
-    submit,
-)
+from workload import create_namespace, delete_namespace, submit
 
 REPLICAS = 4
 RUN_SECONDS = 5  # replica run time (KWOK exit-after)

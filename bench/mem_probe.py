@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cluster
 from kubeclient import Client
+from processes import Operator, diagnose_operators
 from procstat import cpu_seconds, memory_kib
-from run import Operator, create_namespace, delete_namespace, diagnose_operators, submit
+from workload import create_namespace, delete_namespace, submit
 
 REPLICAS = 4
 NODES = 20

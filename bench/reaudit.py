@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import analysis
 import audit
 import report
-import run
+from costs import attach_audit
+from progress import log
 
 
 def main() -> int:
@@ -43,10 +44,10 @@ def main() -> int:
                 items.append((phase, phase["namespace"], end, analysis.pod_to_job(tail)))
             files = audit.files(str(artifacts / f"audit-{scale['n']}-{config}.log"))
             if not files or not items:
-                run.log(f"N = {scale['n']} {config}: no audit files, skipped")
+                log(f"N = {scale['n']} {config}: no audit files, skipped")
                 continue
             ceiling = entry["calibration"]["ceiling_writes_per_second"]
-            run.attach_audit(files, items, ceiling, scale["replicas"])
+            attach_audit(files, items, ceiling, scale["replicas"])
     out.setdefault("notes", []).append(
         "api and pipeline_bound recounted by bench/reaudit.py from the rotated audit files"
     )

@@ -1,6 +1,7 @@
 """Diagnostics for a benchmark's operator process, loaded by Python at start-up when this folder
 is on PYTHONPATH: `UCLOUD_PROBE_DIAG=<folder>` makes bench/mem_probe.py and bench/cpu_probe.py put
-it there for their operator only (`run.diagnose_operators`). Nothing here is part of the operator.
+it there for their operator only (`processes.diagnose_operators`). Nothing here is part of the
+operator.
 
 - UCLOUD_DIAG_SLOW=<seconds>: every event-loop callback (a task step) that runs longer is written
   to stderr with its duration and what it ran: the source of a loop stall.

@@ -7,16 +7,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 
-from tests.cluster import ROOT, Cluster, OperatorProcess, kubectl
+from tests.support.cluster import ROOT, Cluster, create_namespace, in_artifacts, kubectl
+from tests.support.operator import OperatorProcess
+from ucloud_operator.models import GROUP, PLURAL
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -32,7 +32,9 @@ def kubeconfig() -> str:
         return given
     out = subprocess.run(
         ["bash", str(ROOT / "hack" / "cluster.sh"), "up"],
-        check=True, stdout=subprocess.PIPE, text=True,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
     ).stdout
     return out.strip().splitlines()[-1]
 
@@ -41,7 +43,9 @@ def kubeconfig() -> str:
 def kubectl_bin(kubeconfig: str) -> str:
     out = subprocess.run(
         ["bash", str(ROOT / "hack" / "build-control-plane.sh")],
-        check=True, stdout=subprocess.PIPE, text=True,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
     ).stdout
     return str(Path(out.strip().splitlines()[-1]) / "kubectl")
 
@@ -55,38 +59,49 @@ def api_client(kubeconfig: str) -> client.ApiClient:
 
 @pytest.fixture(scope="session")
 def crd_installed(kubectl_bin: str, kubeconfig: str) -> None:
-    kubectl(kubectl_bin, kubeconfig, "apply", "--server-side", "--force-conflicts",
-            "-f", str(ROOT / "manifests" / "crd.yaml"))
-    kubectl(kubectl_bin, kubeconfig, "wait", "--for=condition=Established",
-            "crd/ucloudjobs.ucloud.dk", "--timeout=30s")
+    kubectl(
+        kubectl_bin,
+        kubeconfig,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        str(ROOT / "manifests" / "crd.yaml"),
+    )
+    kubectl(
+        kubectl_bin,
+        kubeconfig,
+        "wait",
+        "--for=condition=Established",
+        f"crd/{PLURAL}.{GROUP}",
+        "--timeout=30s",
+    )
 
 
 @pytest.fixture(scope="session")
-def operator(kubeconfig: str, crd_installed: None, tmp_path_factory: pytest.TempPathFactory) -> (
-    Iterator[OperatorProcess]
-):
-    artifacts = Path(os.environ.get("UCLOUD_ARTIFACTS", tmp_path_factory.mktemp("operator")))
-    artifacts.mkdir(parents=True, exist_ok=True)
-    process = OperatorProcess(kubeconfig, artifacts / "operator.log")
+def operator(
+    kubeconfig: str, crd_installed: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(kubeconfig, in_artifacts(tmp_path_factory, "operator.log"))
     process.start()
     yield process
     process.kill(signal.SIGTERM)
 
 
 @pytest.fixture
-def cluster(api_client: client.ApiClient, operator: OperatorProcess,
-            request: pytest.FixtureRequest) -> Iterator[Cluster]:
+def killable(operator: OperatorProcess) -> Iterator[OperatorProcess]:
+    """The session's operator, for a test that kills it: started again after the test."""
+    yield operator
+    operator.ensure_running()
+
+
+@pytest.fixture
+def cluster(
+    api_client: client.ApiClient, operator: OperatorProcess, request: pytest.FixtureRequest
+) -> Iterator[Cluster]:
     core = client.CoreV1Api(api_client)
     name = f"t-{request.node.name[:40].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
     name = "".join(c if c.isalnum() or c == "-" else "-" for c in name)
-    core.create_namespace({"metadata": {"name": name}})
-    # The ServiceAccount controller makes "default"; pods cannot be created before it exists.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            core.read_namespaced_service_account("default", name)
-            break
-        except ApiException:
-            time.sleep(0.1)
+    create_namespace(core, name)
     yield Cluster(api_client, name, operator)
     core.delete_namespace(name)

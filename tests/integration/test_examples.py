@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cluster import ROOT, Cluster, kubectl
+from tests.support.cluster import ROOT, Cluster, kubectl
 
 EXAMPLES = ROOT / "manifests" / "examples"
 INVALID = sorted((EXAMPLES / "invalid").glob("*.yaml"))
@@ -27,20 +27,48 @@ def test_invalid_spec_is_refused_with_its_message(
     documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
     if len(documents) == 2:  # an update: create the original, then try the change
         original, update = (yaml.safe_dump(d) for d in documents)
-        kubectl(kubectl_bin, kubeconfig, "create", "-n", cluster.namespace, "-f", "-",
-                input_text=original)
-        result = kubectl(kubectl_bin, kubeconfig, "apply", "-n", cluster.namespace, "-f", "-",
-                         input_text=update, check=False)
+        kubectl(
+            kubectl_bin,
+            kubeconfig,
+            "create",
+            "-n",
+            cluster.namespace,
+            "-f",
+            "-",
+            input_text=original,
+        )
+        result = kubectl(
+            kubectl_bin,
+            kubeconfig,
+            "apply",
+            "-n",
+            cluster.namespace,
+            "-f",
+            "-",
+            input_text=update,
+            check=False,
+        )
     else:
-        result = kubectl(kubectl_bin, kubeconfig, "apply", "-n", cluster.namespace,
-                         "-f", str(path), check=False)
+        result = kubectl(
+            kubectl_bin, kubeconfig, "apply", "-n", cluster.namespace, "-f", str(path), check=False
+        )
     assert result.returncode != 0, f"{path.name} was accepted:\n{result.stdout}"
     assert expected_message(path) in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
-def test_example_is_accepted(path: Path, cluster: Cluster, kubectl_bin: str,
-                             kubeconfig: str) -> None:
-    result = kubectl(kubectl_bin, kubeconfig, "apply", "--dry-run=server", "-n",
-                     cluster.namespace, "-f", str(path), check=False)
+def test_example_is_accepted(
+    path: Path, cluster: Cluster, kubectl_bin: str, kubeconfig: str
+) -> None:
+    result = kubectl(
+        kubectl_bin,
+        kubeconfig,
+        "apply",
+        "--dry-run=server",
+        "-n",
+        cluster.namespace,
+        "-f",
+        str(path),
+        check=False,
+    )
     assert result.returncode == 0, result.stderr

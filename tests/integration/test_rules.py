@@ -11,39 +11,50 @@ from contextlib import contextmanager
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.cluster import IMAGE_PULL_GRACE, NODE_LOST_GRACE, Cluster, kubectl
-
-# Annotations read by the KWOK stages of hack/kwok-stages.yaml.
-EXIT = "ucloud.dk/test-exit-code"
-EXIT_AFTER = "ucloud.dk/test-exit-after"
-EXIT_REASON = "ucloud.dk/test-exit-reason"
-EXIT_SIGNAL = "ucloud.dk/test-exit-signal"
-
-
-def updates(status: dict[str, object]) -> list[str]:
-    return [u["state"] for u in status.get("updates", [])]  # type: ignore[attr-defined,index]
-
+from tests.support.cluster import (
+    DEADLINE_EXCEEDED,
+    EVICT,
+    EXIT_AFTER,
+    IMAGE_PULL_FAIL,
+    KUBELET_REJECT,
+    NODE_LOST,
+    STAY_PENDING,
+    Cluster,
+    busybox,
+    exits,
+    history,
+    kubectl,
+)
+from tests.support.operator import IMAGE_PULL_GRACE, NODE_LOST_GRACE
+from ucloud_operator.models import (
+    ENV_JOB_NAME,
+    ENV_RANK,
+    ENV_REPLICAS,
+    KIND,
+    RANK_LABEL,
+    JobState,
+    Reason,
+)
 
 # --- Replica pods and rule 4 ----------------------------------------------------------------------
 
 
 def test_replica_pods_service_and_running(cluster: Cluster) -> None:
     cluster.create_job("gang", replicas=3)
-    status = cluster.wait_for_state("gang", "RUNNING", "AllReplicasRunning")
+    status = cluster.wait_for_state("gang", JobState.RUNNING, Reason.ALL_REPLICAS_RUNNING)
     assert status["runningReplicas"] == 3 and status["replicas"] == 3
     assert status["message"] == "3/3 replicas running"
     assert status["startedAt"] and status["observedGeneration"] == 1
     pods = sorted(cluster.pods("gang"), key=lambda p: p.metadata.name)
     assert [p.metadata.name for p in pods] == ["gang-0", "gang-1", "gang-2"]
     for rank, pod in enumerate(pods):
-        assert pod.metadata.labels["ucloud.dk/rank"] == str(rank)
+        assert pod.metadata.labels[RANK_LABEL] == str(rank)
         owner = pod.metadata.owner_references[0]
-        assert (owner.kind, owner.controller) == ("UCloudJob", True)
+        assert (owner.kind, owner.controller) == (KIND, True)
         assert pod.spec.restart_policy == "Never"
         assert (pod.spec.hostname, pod.spec.subdomain) == (f"gang-{rank}", "gang")
         env = {e.name: e.value for e in pod.spec.containers[0].env}
-        assert env == {"UCLOUD_JOB_NAME": "gang", "UCLOUD_RANK": str(rank),
-                       "UCLOUD_REPLICAS": "3"}
+        assert env == {ENV_JOB_NAME: "gang", ENV_RANK: str(rank), ENV_REPLICAS: "3"}
         assert not any(k.startswith("kopf") for k in (pod.metadata.annotations or {}))
     service = cluster.core.read_namespaced_service("gang", cluster.namespace)
     assert service.spec.cluster_ip == "None"
@@ -55,84 +66,106 @@ def test_replica_pods_service_and_running(cluster: Cluster) -> None:
 
 
 def test_rule_4_waiting_for_replicas(cluster: Cluster) -> None:
-    cluster.create_job("slow", replicas=2, annotations={"ucloud.dk/test-stay-pending": "true"})
-    status = cluster.wait_for_state("slow", "IN_QUEUE", "WaitingForReplicas")
+    cluster.create_job("slow", replicas=2, annotations={STAY_PENDING: "true"})
+    status = cluster.wait_for_state("slow", JobState.IN_QUEUE, Reason.WAITING_FOR_REPLICAS)
     assert status["message"] == "0/2 replicas running"
     assert [r["rank"] for r in status["replicaStatuses"]] == [0, 1]
 
 
 def test_rule_4_unschedulable_with_room_for_only_two(cluster: Cluster) -> None:
-    two_nodes = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": [{"matchExpressions": [{
-            "key": "kubernetes.io/hostname", "operator": "In",
-            "values": ["ucloud-node-0", "ucloud-node-1"]}]}]}}}
-    big = {"containers": [{"name": "main", "image": "busybox",
-                           "resources": {"requests": {"cpu": "3"}}}],
-           "affinity": two_nodes}
+    two_nodes = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {
+                                "key": "kubernetes.io/hostname",
+                                "operator": "In",
+                                "values": ["ucloud-node-0", "ucloud-node-1"],
+                            }
+                        ]
+                    }
+                ]
+            }
+        }
+    }
+    big = {**busybox(resources={"requests": {"cpu": "3"}}), "affinity": two_nodes}
     cluster.create_job("big", replicas=3, pod_spec=big)
 
     def two_running_one_unschedulable() -> dict[str, object] | None:
         status = cluster.status("big")
-        ok = (status.get("reason") == "Unschedulable" and status.get("runningReplicas") == 2)
+        ok = status.get("reason") == Reason.UNSCHEDULABLE and status.get("runningReplicas") == 2
         return status if ok else None
 
     status = cluster.wait_for("big", "Unschedulable with 2 running", two_running_one_unschedulable)
-    assert status["state"] == "IN_QUEUE"
-    assert "Insufficient cpu" in str(status["message"]) or "insufficient" in str(
-        status["message"]).lower()
+    assert status["state"] == JobState.IN_QUEUE
+    assert (
+        "Insufficient cpu" in str(status["message"])
+        or "insufficient" in str(status["message"]).lower()
+    )
 
 
 # --- Rule 3c: SUCCESS ---------------------------------------------------------------------------
 
 
 def test_rule_3c_completed(cluster: Cluster) -> None:
-    cluster.create_job("done", replicas=2, annotations={EXIT: "0", EXIT_AFTER: "1s"})
-    status = cluster.wait_for_state("done", "SUCCESS", "Completed")
+    cluster.create_job("done", replicas=2, annotations=exits(0))
+    status = cluster.wait_for_state("done", JobState.SUCCESS, Reason.COMPLETED)
     assert status["finishedAt"]
-    assert updates(status) == ["IN_QUEUE", "RUNNING", "SUCCESS"]
-    assert {c["type"]: c["reason"] for c in status["conditions"]}["Finished"] == "SUCCESS"
-    cluster.wait_for_event("done", "Completed")
+    assert history(status) == [JobState.IN_QUEUE, JobState.RUNNING, JobState.SUCCESS]
+    assert {c["type"]: c["reason"] for c in status["conditions"]}["Finished"] == JobState.SUCCESS
+    cluster.wait_for_event("done", Reason.COMPLETED)
     reasons = [e.reason for e in cluster.events("done")]
-    assert sorted(reasons) == sorted(["WaitingForReplicas", "AllReplicasRunning", "Completed"])
+    assert sorted(reasons) == sorted(
+        [Reason.WAITING_FOR_REPLICAS, Reason.ALL_REPLICAS_RUNNING, Reason.COMPLETED]
+    )
 
 
 def test_rule_3c_non_zero_exit_is_success(cluster: Cluster) -> None:
-    cluster.create_job("fails", annotations={EXIT: "3", EXIT_AFTER: "500ms"})
-    status = cluster.wait_for_state("fails", "SUCCESS", "NonZeroExit")
+    cluster.create_job("fails", annotations=exits(3, after="500ms"))
+    status = cluster.wait_for_state("fails", JobState.SUCCESS, Reason.NON_ZERO_EXIT)
     assert "exited with code 3" in status["message"]
     assert status["replicaStatuses"][0]["exitCode"] == 3
 
 
 def test_rule_3c_oom_killed_is_success_with_the_reason(cluster: Cluster) -> None:
-    cluster.create_job("oom", annotations={EXIT: "137", EXIT_REASON: "OOMKilled",
-                                           EXIT_AFTER: "500ms"})
-    status = cluster.wait_for_state("oom", "SUCCESS", "NonZeroExit")
+    cluster.create_job("oom", annotations=exits(137, after="500ms", reason="OOMKilled"))
+    status = cluster.wait_for_state("oom", JobState.SUCCESS, Reason.NON_ZERO_EXIT)
     assert status["replicaStatuses"][0]["reason"] == "OOMKilled"
 
 
 def test_rule_3c_signal_is_success_with_the_signal(cluster: Cluster) -> None:
-    cluster.create_job("killed", annotations={EXIT: "137", EXIT_SIGNAL: "9",
-                                              EXIT_AFTER: "500ms"})
-    status = cluster.wait_for_state("killed", "SUCCESS", "NonZeroExit")
+    cluster.create_job("killed", annotations=exits(137, after="500ms", signal=9))
+    status = cluster.wait_for_state("killed", JobState.SUCCESS, Reason.NON_ZERO_EXIT)
     assert status["replicaStatuses"][0]["signal"] == 9
 
 
 def test_rule_3c_first_replica_to_end_ends_the_gang(cluster: Cluster) -> None:
     cluster.create_job("gang", replicas=2)
-    cluster.wait_for_state("gang", "RUNNING")
-    terminated = {"phase": "Succeeded", "containerStatuses": [{
-        "name": "main", "image": "busybox", "imageID": "", "ready": False, "restartCount": 0,
-        "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}
+    cluster.wait_for_state("gang", JobState.RUNNING)
+    terminated = {
+        "phase": "Succeeded",
+        "containerStatuses": [
+            {
+                "name": "main",
+                "image": "busybox",
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0, "reason": "Completed"}},
+            }
+        ],
+    }
     cluster.patch_pod_status("gang-0", terminated)
-    cluster.wait_for_state("gang", "SUCCESS", "Completed")
-    cluster.wait_for("gang", "gang-1 deleted",
-                     lambda: all(p.metadata.name != "gang-1" for p in cluster.pods("gang")))
+    cluster.wait_for_state("gang", JobState.SUCCESS, Reason.COMPLETED)
+    cluster.wait_for(
+        "gang",
+        "gang-1 deleted",
+        lambda: all(p.metadata.name != "gang-1" for p in cluster.pods("gang")),
+    )
 
-    def service_gone() -> bool:
-        services = cluster.core.list_namespaced_service(cluster.namespace).items
-        return all(s.metadata.name != "gang" for s in services)
-
-    cluster.wait_for("gang", "its headless Service deleted", service_gone)
+    cluster.wait_for("gang", "its headless Service deleted", lambda: not cluster.services("gang"))
     assert [p.metadata.name for p in cluster.pods("gang")] == ["gang-0"]  # kept for its logs
 
 
@@ -141,58 +174,75 @@ def test_rule_3c_first_replica_to_end_ends_the_gang(cluster: Cluster) -> None:
 
 def test_rule_3a_pod_creation_failed_over_quota(cluster: Cluster) -> None:
     cluster.core.create_namespaced_resource_quota(
-        cluster.namespace, {"metadata": {"name": "one-pod"}, "spec": {"hard": {"pods": "1"}}})
-    cluster.wait_for("quota", "quota status",
-                     lambda: cluster.core.read_namespaced_resource_quota(
-                         "one-pod", cluster.namespace).status.hard)
+        cluster.namespace, {"metadata": {"name": "one-pod"}, "spec": {"hard": {"pods": "1"}}}
+    )
+    cluster.wait_for(
+        "quota",
+        "quota status",
+        lambda: (
+            cluster.core.read_namespaced_resource_quota("one-pod", cluster.namespace).status.hard
+        ),
+    )
     cluster.create_job("over", replicas=2)
-    status = cluster.wait_for_state("over", "FAILURE", "PodCreationFailed")
+    status = cluster.wait_for_state("over", JobState.FAILURE, Reason.POD_CREATION_FAILED)
     assert "exceeded quota" in status["message"]
 
 
 def test_rule_3a_image_pulling_then_image_pull_failed(cluster: Cluster) -> None:
-    cluster.create_job("noimage", annotations={"ucloud.dk/test-image-pull-fail": "true"})
-    cluster.wait_for_state("noimage", "IN_QUEUE", "ImagePulling")
-    status = cluster.wait_for_state("noimage", "FAILURE", "ImagePullFailed",
-                                    timeout=IMAGE_PULL_GRACE + 30)
+    cluster.create_job("noimage", annotations={IMAGE_PULL_FAIL: "true"})
+    cluster.wait_for_state("noimage", JobState.IN_QUEUE, Reason.IMAGE_PULLING)
+    status = cluster.wait_for_state(
+        "noimage", JobState.FAILURE, Reason.IMAGE_PULL_FAILED, timeout=IMAGE_PULL_GRACE + 30
+    )
     assert "ErrImagePull" in status["message"]
 
 
 def test_rule_3a_invalid_image_name_fails_at_once(cluster: Cluster) -> None:
-    cluster.create_job("badname", annotations={"ucloud.dk/test-stay-pending": "true"})
+    cluster.create_job("badname", annotations={STAY_PENDING: "true"})
     cluster.wait_for_pods("badname", 1)
     cluster.patch_pod_status("badname-0", waiting("InvalidImageName", "couldn't parse image"))
-    cluster.wait_for_state("badname", "FAILURE", "ImagePullFailed")
+    cluster.wait_for_state("badname", JobState.FAILURE, Reason.IMAGE_PULL_FAILED)
 
 
 def waiting(reason: str, message: str) -> dict[str, object]:
-    return {"phase": "Pending", "startTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "containerStatuses": [{
-                "name": "main", "image": "busybox", "imageID": "", "ready": False,
-                "restartCount": 0, "state": {"waiting": {"reason": reason, "message": message}}}]}
+    return {
+        "phase": "Pending",
+        "startTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "containerStatuses": [
+            {
+                "name": "main",
+                "image": "busybox",
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": reason, "message": message}},
+            }
+        ],
+    }
 
 
 def test_rule_3a_container_creating_then_container_create_failed(cluster: Cluster) -> None:
-    cluster.create_job("nosecret", annotations={"ucloud.dk/test-stay-pending": "true"})
+    cluster.create_job("nosecret", annotations={STAY_PENDING: "true"})
     cluster.wait_for_pods("nosecret", 1)
-    cluster.patch_pod_status("nosecret-0", waiting("CreateContainerConfigError",
-                                                   'secret "s" not found'))
-    cluster.wait_for_state("nosecret", "IN_QUEUE", "ContainerCreating")
-    status = cluster.wait_for_state("nosecret", "FAILURE", "ContainerCreateFailed",
-                                    timeout=IMAGE_PULL_GRACE + 30)
+    cluster.patch_pod_status(
+        "nosecret-0", waiting("CreateContainerConfigError", 'secret "s" not found')
+    )
+    cluster.wait_for_state("nosecret", JobState.IN_QUEUE, Reason.CONTAINER_CREATING)
+    status = cluster.wait_for_state(
+        "nosecret", JobState.FAILURE, Reason.CONTAINER_CREATE_FAILED, timeout=IMAGE_PULL_GRACE + 30
+    )
     assert 'secret "s" not found' in status["message"]
 
 
 def test_rule_3a_evicted(cluster: Cluster) -> None:
-    cluster.create_job("evicted", replicas=2, annotations={"ucloud.dk/test-evict": "true",
-                                                           EXIT_AFTER: "1s"})
-    status = cluster.wait_for_state("evicted", "FAILURE", "Evicted")
-    assert updates(status)[-1] == "FAILURE"
+    cluster.create_job("evicted", replicas=2, annotations={EVICT: "true", EXIT_AFTER: "1s"})
+    status = cluster.wait_for_state("evicted", JobState.FAILURE, Reason.EVICTED)
+    assert history(status)[-1] == JobState.FAILURE
 
 
 def test_rule_3a_node_lost(cluster: Cluster) -> None:
-    cluster.create_job("lost", annotations={"ucloud.dk/test-node-lost": "true", EXIT_AFTER: "1s"})
-    cluster.wait_for_state("lost", "FAILURE", "NodeLost")
+    cluster.create_job("lost", annotations={NODE_LOST: "true", EXIT_AFTER: "1s"})
+    cluster.wait_for_state("lost", JobState.FAILURE, Reason.NODE_LOST)
 
 
 def rfc3339(moment: float) -> str:
@@ -215,12 +265,19 @@ class FakeNode:
 
     def create(self) -> None:
         labels = {"kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux", "type": "kwok"}
-        self.cluster.core.create_node({
-            "metadata": {"name": self.name, "labels": labels,
-                         "annotations": {"kwok.x-k8s.io/node": "fake"}},
-            "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-                       "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"}},
-        })
+        self.cluster.core.create_node(
+            {
+                "metadata": {
+                    "name": self.name,
+                    "labels": labels,
+                    "annotations": {"kwok.x-k8s.io/node": "fake"},
+                },
+                "status": {
+                    "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                    "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                },
+            }
+        )
         self.cluster.wait_for(self.name, f"node {self.name} Ready", lambda: self.ready() == "True")
 
     def ready(self) -> str | None:
@@ -231,44 +288,83 @@ class FakeNode:
         """Hold the node lost, from now on; when, in seconds since the epoch."""
         self._hold_lost()
         lost_at = time.time()
-        self.cluster.core.patch_node_status(self.name, {"status": {"conditions": [{
-            "type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
-            "message": "Kubelet stopped posting node status.",
-            "lastHeartbeatTime": rfc3339(lost_at - 40), "lastTransitionTime": rfc3339(lost_at),
-        }]}})
+        self.cluster.core.patch_node_status(
+            self.name,
+            {
+                "status": {
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "Unknown",
+                            "reason": "NodeStatusUnknown",
+                            "message": "Kubelet stopped posting node status.",
+                            "lastHeartbeatTime": rfc3339(lost_at - 40),
+                            "lastTransitionTime": rfc3339(lost_at),
+                        }
+                    ]
+                }
+            },
+        )
         taint = "node.kubernetes.io/unreachable"
-        self.cluster.core.patch_node(self.name, {"spec": {"taints": [
-            {"key": taint, "effect": "NoSchedule"},
-            {"key": taint, "effect": "NoExecute", "timeAdded": rfc3339(lost_at)},
-        ]}})
+        self.cluster.core.patch_node(
+            self.name,
+            {
+                "spec": {
+                    "taints": [
+                        {"key": taint, "effect": "NoSchedule"},
+                        {"key": taint, "effect": "NoExecute", "timeAdded": rfc3339(lost_at)},
+                    ]
+                }
+            },
+        )
         return lost_at
 
     def _hold_lost(self) -> None:
-        self.admission.create_validating_admission_policy({
-            "metadata": {"name": self.name},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {"resourceRules": [{
-                    "apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"],
-                    "resources": ["nodes/status"]}]},
-                "matchConditions": [{"name": "this-node",
-                                     "expression": f"object.metadata.name == '{self.name}'"}],
-                "validations": [{
-                    "expression": "!object.status.conditions.exists(c, c.type == 'Ready' "
-                                  "&& c.status == 'True')",
-                    "message": "the test holds this node lost"}],
-            },
-        })
-        self.admission.create_validating_admission_policy_binding({
-            "metadata": {"name": self.name},
-            "spec": {"policyName": self.name, "validationActions": ["Deny"]},
-        })
+        self.admission.create_validating_admission_policy(
+            {
+                "metadata": {"name": self.name},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": {
+                        "resourceRules": [
+                            {
+                                "apiGroups": [""],
+                                "apiVersions": ["v1"],
+                                "operations": ["UPDATE"],
+                                "resources": ["nodes/status"],
+                            }
+                        ]
+                    },
+                    "matchConditions": [
+                        {
+                            "name": "this-node",
+                            "expression": f"object.metadata.name == '{self.name}'",
+                        }
+                    ],
+                    "validations": [
+                        {
+                            "expression": "!object.status.conditions.exists(c, c.type == 'Ready' "
+                            "&& c.status == 'True')",
+                            "message": "the test holds this node lost",
+                        }
+                    ],
+                },
+            }
+        )
+        self.admission.create_validating_admission_policy_binding(
+            {
+                "metadata": {"name": self.name},
+                "spec": {"policyName": self.name, "validationActions": ["Deny"]},
+            }
+        )
 
         def refuses_ready() -> bool:  # the policy is in force once a dry run of kwok's write fails
             try:
                 self.cluster.core.patch_node_status(
-                    self.name, {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
-                    dry_run="All")
+                    self.name,
+                    {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+                    dry_run="All",
+                )
             except ApiException as error:
                 return "holds this node lost" in str(error.body)
             return False
@@ -276,9 +372,11 @@ class FakeNode:
         self.cluster.wait_for(self.name, "the policy holding the node lost", refuses_ready)
 
     def delete(self) -> None:
-        for delete in (lambda: self.cluster.core.delete_node(self.name),
-                       lambda: self.admission.delete_validating_admission_policy_binding(self.name),
-                       lambda: self.admission.delete_validating_admission_policy(self.name)):
+        for delete in (
+            lambda: self.cluster.core.delete_node(self.name),
+            lambda: self.admission.delete_validating_admission_policy_binding(self.name),
+            lambda: self.admission.delete_validating_admission_policy(self.name),
+        ):
             try:
                 delete()
             except ApiException as error:
@@ -301,57 +399,67 @@ def test_rule_3a_node_lost_when_its_node_stops_reporting(cluster: Cluster) -> No
     with fake_node(cluster) as node:
         # Tolerating the taint for an hour keeps the taint manager's eviction out of the way:
         # only the node's own state can fail the job here.
-        stays = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
-                  "effect": "NoExecute", "tolerationSeconds": 3600}]
-        spec = {"containers": [{"name": "main", "image": "busybox"}], "nodeName": node.name,
-                "tolerations": stays}
+        stays = [
+            {
+                "key": "node.kubernetes.io/unreachable",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 3600,
+            }
+        ]
+        spec = {**busybox(), "nodeName": node.name, "tolerations": stays}
         cluster.create_job("stranded", pod_spec=spec)
-        cluster.wait_for_state("stranded", "RUNNING", "AllReplicasRunning")
+        cluster.wait_for_state("stranded", JobState.RUNNING, Reason.ALL_REPLICAS_RUNNING)
         node.stop_reporting()
-        status = cluster.wait_for_state("stranded", "FAILURE", "NodeLost",
-                                        timeout=NODE_LOST_GRACE + 30)
+        status = cluster.wait_for_state(
+            "stranded", JobState.FAILURE, Reason.NODE_LOST, timeout=NODE_LOST_GRACE + 30
+        )
         match = re.fullmatch(
             rf"replica 0 \(stranded-0\): its node {node.name} stopped reporting (\d+)s ago "
-            rf"\(Ready=Unknown\)", status["message"])
+            rf"\(Ready=Unknown\)",
+            status["message"],
+        )
         assert match, status["message"]
         assert int(match.group(1)) >= NODE_LOST_GRACE  # it waited for the grace
-        assert cluster.wait_for_event("stranded", "NodeLost").type == "Warning"
+        assert cluster.wait_for_event("stranded", Reason.NODE_LOST).type == "Warning"
 
 
 def test_rule_3a_kubelet_rejected(cluster: Cluster) -> None:
-    cluster.create_job("rejected", annotations={"ucloud.dk/test-kubelet-reject": "OutOfcpu"})
-    status = cluster.wait_for_state("rejected", "FAILURE", "KubeletRejected")
+    cluster.create_job("rejected", annotations={KUBELET_REJECT: "OutOfcpu"})
+    status = cluster.wait_for_state("rejected", JobState.FAILURE, Reason.KUBELET_REJECTED)
     assert "OutOfcpu" in status["message"]
 
 
 def test_rule_3a_pod_lost_when_someone_deletes_a_replica(cluster: Cluster) -> None:
     cluster.create_job("victim", replicas=2)
-    cluster.wait_for_state("victim", "RUNNING")
+    cluster.wait_for_state("victim", JobState.RUNNING)
     cluster.core.delete_namespaced_pod("victim-1", cluster.namespace)
-    status = cluster.wait_for_state("victim", "FAILURE", "PodLost")
+    status = cluster.wait_for_state("victim", JobState.FAILURE, Reason.POD_LOST)
     assert "replica 1" in status["message"]
-    assert all(p.metadata.name != "victim-1" or p.metadata.deletion_timestamp
-               for p in cluster.pods("victim"))
+    assert all(
+        p.metadata.name != "victim-1" or p.metadata.deletion_timestamp
+        for p in cluster.pods("victim")
+    )
 
 
 def test_rule_3a_pod_lost_when_a_pending_replica_is_deleted_at_once(cluster: Cluster) -> None:
     # An unscheduled pod is deleted without a grace period: its watch sends DELETED alone, with
     # no update carrying a deletionTimestamp before it.
-    nowhere = {"containers": [{"name": "main", "image": "busybox"}],
-               "nodeSelector": {"kubernetes.io/hostname": "nowhere"}}
+    nowhere = {**busybox(), "nodeSelector": {"kubernetes.io/hostname": "nowhere"}}
     cluster.create_job("stray", replicas=2, pod_spec=nowhere)
-    cluster.wait_for("stray", "both replicas recorded",
-                     lambda: len(cluster.status("stray").get("replicaStatuses") or []) == 2)
+    cluster.wait_for(
+        "stray",
+        "both replicas recorded",
+        lambda: len(cluster.status("stray").get("replicaStatuses") or []) == 2,
+    )
     cluster.core.delete_namespaced_pod("stray-0", cluster.namespace)
-    status = cluster.wait_for_state("stray", "FAILURE", "PodLost")
+    status = cluster.wait_for_state("stray", JobState.FAILURE, Reason.POD_LOST)
     assert "replica 0" in status["message"]
 
 
 def test_rule_3a_template_not_allowed(cluster: Cluster) -> None:
-    privileged = {"containers": [{"name": "main", "image": "busybox",
-                                  "securityContext": {"privileged": True}}]}
-    cluster.create_job("root", pod_spec=privileged)
-    status = cluster.wait_for_state("root", "FAILURE", "TemplateNotAllowed")
+    cluster.create_job("root", pod_spec=busybox(securityContext={"privileged": True}))
+    status = cluster.wait_for_state("root", JobState.FAILURE, Reason.TEMPLATE_NOT_ALLOWED)
     assert "privileged" in status["message"]
     assert cluster.pods("root") == []
 
@@ -361,19 +469,24 @@ def test_rule_3a_template_not_allowed(cluster: Cluster) -> None:
 
 def test_rule_3b_deadline_exceeded(cluster: Cluster) -> None:
     cluster.create_job("timed", deadline=2)
-    running = cluster.wait_for_state("timed", "RUNNING")
+    running = cluster.wait_for_state("timed", JobState.RUNNING)
     assert running["expiresAt"]
-    status = cluster.wait_for_state("timed", "EXPIRED", "DeadlineExceeded", timeout=30)
-    assert updates(status) == ["IN_QUEUE", "RUNNING", "EXPIRED"]
-    cluster.wait_for("timed", "pods deleted",
-                     lambda: all(p.metadata.deletion_timestamp for p in cluster.pods("timed"))
-                     or not cluster.pods("timed"))
-    assert cluster.wait_for_event("timed", "DeadlineExceeded").type == "Warning"
+    status = cluster.wait_for_state("timed", JobState.EXPIRED, Reason.DEADLINE_EXCEEDED, timeout=30)
+    assert history(status) == [JobState.IN_QUEUE, JobState.RUNNING, JobState.EXPIRED]
+    cluster.wait_for(
+        "timed",
+        "pods deleted",
+        lambda: (
+            all(p.metadata.deletion_timestamp for p in cluster.pods("timed"))
+            or not cluster.pods("timed")
+        ),
+    )
+    assert cluster.wait_for_event("timed", Reason.DEADLINE_EXCEEDED).type == "Warning"
 
 
 def test_rule_3b_raising_the_deadline_moves_expires_at(cluster: Cluster) -> None:
     cluster.create_job("extend", deadline=600)
-    first = cluster.wait_for_state("extend", "RUNNING")
+    first = cluster.wait_for_state("extend", JobState.RUNNING)
     cluster.patch_spec("extend", {"activeDeadlineSeconds": 7200})
 
     def moved() -> dict[str, object] | None:
@@ -381,13 +494,12 @@ def test_rule_3b_raising_the_deadline_moves_expires_at(cluster: Cluster) -> None
         return status if status.get("expiresAt") != first["expiresAt"] else None
 
     status = cluster.wait_for("extend", "expiresAt to move", moved)
-    assert status["state"] == "RUNNING" and status["observedGeneration"] == 2
+    assert status["state"] == JobState.RUNNING and status["observedGeneration"] == 2
 
 
 def test_rule_3b_pod_deadline_exceeded_expires_the_job(cluster: Cluster) -> None:
-    cluster.create_job("poddeadline", annotations={"ucloud.dk/test-deadline-exceeded": "true",
-                                                   EXIT_AFTER: "1s"})
-    cluster.wait_for_state("poddeadline", "EXPIRED", "DeadlineExceeded")
+    cluster.create_job("poddeadline", annotations={DEADLINE_EXCEEDED: "true", EXIT_AFTER: "1s"})
+    cluster.wait_for_state("poddeadline", JobState.EXPIRED, Reason.DEADLINE_EXCEEDED)
 
 
 # --- Rule 2: cancel ------------------------------------------------------------------------------
@@ -395,10 +507,15 @@ def test_rule_3b_pod_deadline_exceeded_expires_the_job(cluster: Cluster) -> None
 
 def test_rule_2_cancel_passes_through_canceling_to_success(cluster: Cluster) -> None:
     cluster.create_job("cancelme", replicas=2)
-    cluster.wait_for_state("cancelme", "RUNNING")
+    cluster.wait_for_state("cancelme", JobState.RUNNING)
     cluster.patch_spec("cancelme", {"cancel": True})
-    status = cluster.wait_for_state("cancelme", "SUCCESS", "Cancelled")
-    assert updates(status) == ["IN_QUEUE", "RUNNING", "CANCELING", "SUCCESS"]
+    status = cluster.wait_for_state("cancelme", JobState.SUCCESS, Reason.CANCELLED)
+    assert history(status) == [
+        JobState.IN_QUEUE,
+        JobState.RUNNING,
+        JobState.CANCELING,
+        JobState.SUCCESS,
+    ]
     cluster.wait_for("cancelme", "pods gone", lambda: not cluster.pods("cancelme"))
 
 
@@ -406,13 +523,26 @@ def test_rule_2_cancel_passes_through_canceling_to_success(cluster: Cluster) -> 
 
 
 def test_rule_1_final_state_does_not_change_under_later_pod_events(cluster: Cluster) -> None:
-    cluster.create_job("final", annotations={EXIT: "0", EXIT_AFTER: "500ms"})
-    before = cluster.wait_for_state("final", "SUCCESS", "Completed")
+    cluster.create_job("final", annotations=exits(0, after="500ms"))
+    before = cluster.wait_for_state("final", JobState.SUCCESS, Reason.COMPLETED)
     cluster.core.delete_namespaced_pod("final-0", cluster.namespace)
     cluster.wait_for("final", "pod gone", lambda: not cluster.pods("final"))
+    # Evidence that the operator has handled the deletion before anything is judged. It watches
+    # the namespace's replica pods as one stream, in the order the API server wrote them, and
+    # queues the job of each pod event for a pass (a FIFO queue). A job created now reaches
+    # RUNNING only once the operator has seen its pods' later events in that stream: by then
+    # it had seen final-0 deleted and queued "final", ahead of the witness.
+    cluster.create_job("witness")
+    cluster.wait_for_state("witness", JobState.RUNNING)
     after = cluster.status("final")
-    assert (after["state"], after["reason"], after["updates"]) == (
-        before["state"], before["reason"], before["updates"])
+    assert (after["state"], after["reason"], after["updates"], after["finishedAt"]) == (
+        before["state"],
+        before["reason"],
+        before["updates"],
+        before["finishedAt"],
+    )
+    # The replica ended on its own before it was deleted: it is not "Missing".
+    assert [r["phase"] for r in after["replicaStatuses"]] == ["Succeeded"]
 
 
 # --- Deletion ------------------------------------------------------------------------------------
@@ -420,32 +550,44 @@ def test_rule_1_final_state_does_not_change_under_later_pod_events(cluster: Clus
 
 def test_deleting_a_job_garbage_collects_its_pods_and_service(cluster: Cluster) -> None:
     cluster.create_job("doomed", replicas=2)
-    cluster.wait_for_state("doomed", "RUNNING")
+    cluster.wait_for_state("doomed", JobState.RUNNING)
     cluster.delete_job("doomed")
 
     def collected() -> bool:
-        services = cluster.core.list_namespaced_service(cluster.namespace).items
-        return not cluster.pods("doomed") and not services
+        return not cluster.pods("doomed") and not cluster.services("doomed")
 
     cluster.wait_for("doomed", "pods and Service collected", collected, timeout=60)
 
 
-def test_kubectl_wait_for_finished_condition_works(cluster: Cluster, kubectl_bin: str,
-                                                   kubeconfig: str) -> None:
-    cluster.create_job("waitme", annotations={EXIT: "0", EXIT_AFTER: "1s"})
-    result = kubectl(kubectl_bin, kubeconfig, "wait", "-n", cluster.namespace,
-                     "--for=condition=Finished", "ujob/waitme", "--timeout=60s", check=False)
+def test_kubectl_wait_for_finished_condition_works(
+    cluster: Cluster, kubectl_bin: str, kubeconfig: str
+) -> None:
+    cluster.create_job("waitme", annotations=exits(0))
+    result = kubectl(
+        kubectl_bin,
+        kubeconfig,
+        "wait",
+        "-n",
+        cluster.namespace,
+        "--for=condition=Finished",
+        "ujob/waitme",
+        "--timeout=60s",
+        check=False,
+    )
     assert result.returncode == 0, result.stderr + cluster.evidence("waitme")
 
 
 def test_events_carry_the_reason_and_warnings_for_failure(cluster: Cluster) -> None:
-    cluster.create_job("warned", annotations={"ucloud.dk/test-evict": "true", EXIT_AFTER: "1s"})
-    cluster.wait_for_state("warned", "FAILURE", "Evicted")
+    cluster.create_job("warned", annotations={EVICT: "true", EXIT_AFTER: "1s"})
+    status = cluster.wait_for_state("warned", JobState.FAILURE, Reason.EVICTED)
+
     def three_events() -> list[client.CoreV1Event] | None:
         found = cluster.events("warned")
         return found if len(found) >= 3 else None
 
     events = {e.reason: e for e in cluster.wait_for("warned", "3 events", three_events)}
-    assert events["Evicted"].type == "Warning"
-    assert events["WaitingForReplicas"].type == "Normal"
-    assert isinstance(events["Evicted"], client.CoreV1Event)
+    assert events[Reason.EVICTED].type == "Warning"
+    assert events[Reason.WAITING_FOR_REPLICAS].type == "Normal"
+    # The Event tells the transition and the status message it wrote.
+    was = history(status)[-2]
+    assert events[Reason.EVICTED].message == f"{was} -> {JobState.FAILURE}: {status['message']}"

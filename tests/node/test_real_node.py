@@ -13,8 +13,8 @@ from typing import Any
 
 from kubernetes import client
 
-from tests.cluster import NODE_LOST_GRACE, Cluster
-from tests.node.conftest import (
+from tests.support.cluster import Cluster
+from tests.support.node import (
     ABSENT_IMAGE,
     IMAGE_PULL_GRACE,
     REAL_NODE,
@@ -22,6 +22,7 @@ from tests.node.conftest import (
     on_real_node,
     shell,
 )
+from tests.support.operator import NODE_LOST_GRACE
 
 START = 60.0  # seconds for a real container to start on a busy 2-core machine
 
@@ -32,12 +33,6 @@ def _time(value: str) -> datetime:
 
 def _replica(status: dict[str, Any], rank: int = 0) -> dict[str, Any]:
     return next(r for r in status.get("replicaStatuses", []) if r["rank"] == rank)
-
-
-def _pod_events(cluster: Cluster, pod: str, reason: str) -> list[client.CoreV1Event]:
-    selector = f"involvedObject.kind=Pod,involvedObject.name={pod}"
-    events = cluster.core.list_namespaced_event(cluster.namespace, field_selector=selector).items
-    return [e for e in events if e.reason == reason]
 
 
 def _event_time(event: client.CoreV1Event) -> datetime:
@@ -60,15 +55,18 @@ def test_exit_3_is_success_non_zero_exit(cluster: Cluster) -> None:
 
 def test_killed_by_a_signal_is_success_non_zero_exit(cluster: Cluster) -> None:
     # With a shared process namespace the shell is not PID 1, so SIGKILL reaches it.
-    cluster.create_job("signal", pod_spec=on_real_node(shell("kill -KILL $$$$"),
-                                                       shareProcessNamespace=True))
+    cluster.create_job(
+        "signal", pod_spec=on_real_node(shell("kill -KILL $$$$"), shareProcessNamespace=True)
+    )
     status = cluster.wait_for_state("signal", "SUCCESS", "NonZeroExit", timeout=START)
     assert _replica(status)["exitCode"] == 137  # 128 + SIGKILL; the kubelet never fills `signal`
 
 
 def test_oom_killed_by_its_memory_limit(cluster: Cluster) -> None:
-    hog = shell('x="$$(head -c 200000000 /dev/zero | tr "\\000" a)"; echo survived',
-                resources={"limits": {"memory": "32Mi"}})
+    hog = shell(
+        'x="$$(head -c 200000000 /dev/zero | tr "\\000" a)"; echo survived',
+        resources={"limits": {"memory": "32Mi"}},
+    )
     cluster.create_job("oom", pod_spec=on_real_node(hog))
     status = cluster.wait_for_state("oom", "SUCCESS", "NonZeroExit", timeout=START)
     replica = _replica(status)
@@ -80,8 +78,9 @@ def test_unpullable_image_queues_then_fails(cluster: Cluster) -> None:
     # A reason within IN_QUEUE is no new state, so it is seen in the status, not in `updates`.
     cluster.wait_for_state("pull", "IN_QUEUE", "ImagePulling", timeout=START)
     queued_seen = datetime.now(UTC)
-    status = cluster.wait_for_state("pull", "FAILURE", "ImagePullFailed",
-                                    timeout=START + IMAGE_PULL_GRACE)
+    status = cluster.wait_for_state(
+        "pull", "FAILURE", "ImagePullFailed", timeout=START + IMAGE_PULL_GRACE
+    )
     assert ABSENT_IMAGE in status["message"]
     assert _replica(status)["reason"] in ("ErrImagePull", "ImagePullBackOff")
     # The grace runs from the pod's start, a second or two before the first failed pull.
@@ -100,8 +99,9 @@ def test_invalid_image_name_fails_at_once(cluster: Cluster) -> None:
 def test_missing_configmap_fails_container_creation(cluster: Cluster) -> None:
     missing = shell("sleep 300", envFrom=[{"configMapRef": {"name": "absent"}}])
     cluster.create_job("config", pod_spec=on_real_node(missing))
-    status = cluster.wait_for_state("config", "FAILURE", "ContainerCreateFailed",
-                                    timeout=START + IMAGE_PULL_GRACE)
+    status = cluster.wait_for_state(
+        "config", "FAILURE", "ContainerCreateFailed", timeout=START + IMAGE_PULL_GRACE
+    )
     assert "absent" in status["message"]
 
 
@@ -110,8 +110,12 @@ def test_expired_job_is_written_before_its_containers_stop(cluster: Cluster) -> 
     cluster.wait_for_state("expiry", "RUNNING", timeout=START)
     status = cluster.wait_for_state("expiry", "EXPIRED", "DeadlineExceeded", timeout=30)
     expired_at = _time(next(u for u in status["updates"] if u["state"] == "EXPIRED")["timestamp"])
-    killing = cluster.wait_for("expiry", "the kubelet's Killing event",
-                               lambda: _pod_events(cluster, "expiry-0", "Killing"), timeout=30)
+    killing = cluster.wait_for(
+        "expiry",
+        "the kubelet's Killing event",
+        lambda: cluster.events("expiry-0", "Pod", "Killing"),
+        timeout=30,
+    )
     # Events have second precision: the container is stopped in the same second or later.
     assert _event_time(killing[0]).replace(microsecond=0) >= expired_at.replace(microsecond=0)
     cluster.wait_for("expiry", "the pod gone", lambda: not cluster.pods("expiry"), timeout=60)
@@ -119,8 +123,9 @@ def test_expired_job_is_written_before_its_containers_stop(cluster: Cluster) -> 
 
 def test_replica_killed_for_its_own_deadline_is_expired(cluster: Cluster) -> None:
     # The template's own activeDeadlineSeconds: the kubelet kills the pod, not the operator.
-    cluster.create_job("poddeadline", pod_spec=on_real_node(shell("sleep 300"),
-                                                            activeDeadlineSeconds=3))
+    cluster.create_job(
+        "poddeadline", pod_spec=on_real_node(shell("sleep 300"), activeDeadlineSeconds=3)
+    )
     status = cluster.wait_for_state("poddeadline", "EXPIRED", "DeadlineExceeded", timeout=START)
     # The kubelet writes the pod's reason DeadlineExceeded and kills the container (137, Error).
     assert _replica(status)["exitCode"] == 137
@@ -134,8 +139,12 @@ def test_cancel_of_a_running_gang_stops_its_containers(cluster: Cluster) -> None
     states = [u["state"] for u in cluster.status("cancel")["updates"]]
     assert states[-2:] == ["CANCELING", "SUCCESS"]
     for rank in (0, 1):
-        cluster.wait_for("cancel", f"the kubelet's Killing event of cancel-{rank}",
-                         lambda r=rank: _pod_events(cluster, f"cancel-{r}", "Killing"), timeout=30)
+        cluster.wait_for(
+            "cancel",
+            f"the kubelet's Killing event of cancel-{rank}",
+            lambda r=rank: cluster.events(f"cancel-{r}", "Pod", "Killing"),
+            timeout=30,
+        )
     cluster.wait_for("cancel", "the pods gone", lambda: not cluster.pods("cancel"), timeout=60)
 
 
@@ -160,8 +169,10 @@ esac
 
 
 def test_emptydir_over_its_size_limit_is_evicted_by_the_kubelet(cluster: Cluster) -> None:
-    writer = shell("head -c 8000000 /dev/zero > /scratch/fill; sleep 300",
-                   volumeMounts=[{"name": "scratch", "mountPath": "/scratch"}])
+    writer = shell(
+        "head -c 8000000 /dev/zero > /scratch/fill; sleep 300",
+        volumeMounts=[{"name": "scratch", "mountPath": "/scratch"}],
+    )
     spec = on_real_node(writer, volumes=[{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}])
     cluster.create_job("evict", pod_spec=spec)
     status = cluster.wait_for_state("evict", "FAILURE", "Evicted", timeout=START + 60)
@@ -176,8 +187,9 @@ def test_zz_kubelet_stopped_under_a_running_job_is_node_lost(cluster: Cluster) -
     cluster.wait_for_state("lost", "RUNNING", timeout=START)
     node_script("kubelet-stop")
     try:
-        status = cluster.wait_for_state("lost", "FAILURE", "NodeLost",
-                                        timeout=40 + 25 + NODE_LOST_GRACE + 30)
+        status = cluster.wait_for_state(
+            "lost", "FAILURE", "NodeLost", timeout=40 + 25 + NODE_LOST_GRACE + 30
+        )
         assert REAL_NODE in status["message"]
     finally:
         node_script("kubelet-start")

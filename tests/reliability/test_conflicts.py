@@ -7,29 +7,29 @@ import threading
 
 from kubernetes.client.exceptions import ApiException
 
-from tests.cluster import GROUP, PLURAL, VERSION, Cluster
+from tests.support.cluster import Cluster, exits, history
+from ucloud_operator.models import JobState, Reason
 
 
 def test_user_edits_during_status_writes_are_kept(cluster: Cluster) -> None:
-    cluster.create_job("edited", replicas=3, deadline=3600,
-                       annotations={"ucloud.dk/test-exit-code": "0",
-                                    "ucloud.dk/test-exit-after": "6s"})
+    cluster.create_job("edited", replicas=3, deadline=3600, annotations=exits(0, after="6s"))
     errors: list[ApiException] = []
     edits = 40
 
     def edit() -> None:
         for i in range(edits):  # races with the operator's IN_QUEUE, RUNNING, SUCCESS writes
-            patch = {"metadata": {"labels": {f"team-{i}": "a"}, "annotations": {f"note-{i}": "b"}},
-                     "spec": {"activeDeadlineSeconds": 3600 + i}}
+            patch = {
+                "metadata": {"labels": {f"team-{i}": "a"}, "annotations": {f"note-{i}": "b"}},
+                "spec": {"activeDeadlineSeconds": 3600 + i},
+            }
             try:
-                cluster.custom.patch_namespaced_custom_object(
-                    GROUP, VERSION, cluster.namespace, PLURAL, "edited", patch)
+                cluster.patch_job("edited", patch)
             except ApiException as error:
                 errors.append(error)
 
     editor = threading.Thread(target=edit)
     editor.start()
-    cluster.wait_for_state("edited", "RUNNING", timeout=60)
+    cluster.wait_for_state("edited", JobState.RUNNING, timeout=60)
     editor.join(timeout=60)
     assert not errors
     job = cluster.job("edited")
@@ -43,6 +43,6 @@ def test_user_edits_during_status_writes_are_kept(cluster: Cluster) -> None:
         return status if seen else None
 
     cluster.wait_for("edited", "the last spec generation observed", extended)
-    done = cluster.wait_for_state("edited", "SUCCESS", "Completed", timeout=60)
-    assert [u["state"] for u in done["updates"]] == ["IN_QUEUE", "RUNNING", "SUCCESS"]
+    done = cluster.wait_for_state("edited", JobState.SUCCESS, Reason.COMPLETED, timeout=60)
+    assert history(done) == [JobState.IN_QUEUE, JobState.RUNNING, JobState.SUCCESS]
     assert done["startedAt"] and done["expiresAt"]

@@ -62,17 +62,29 @@ class FaultProxy:
         self._thread.join(timeout=10)
 
     def kubeconfig(self, path: Path) -> str:
-        path.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "proxy",
-            "clusters": [{"name": "proxy", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}],
-            "users": [{"name": "proxy", "user": {}}],
-            "contexts": [{"name": "proxy", "context": {"cluster": "proxy", "user": "proxy"}}],
-        }))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "proxy",
+                    "clusters": [
+                        {"name": "proxy", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}
+                    ],
+                    "users": [{"name": "proxy", "user": {}}],
+                    "contexts": [
+                        {"name": "proxy", "context": {"cluster": "proxy", "user": "proxy"}}
+                    ],
+                }
+            )
+        )
         return str(path)
 
     async def _start(self) -> None:
-        self._session = ClientSession(connector=TCPConnector(ssl=self._ssl, limit=64),
-                                      timeout=ClientTimeout(total=None, sock_connect=5))
+        self._session = ClientSession(
+            connector=TCPConnector(ssl=self._ssl, limit=64),
+            timeout=ClientTimeout(total=None, sock_connect=5),
+        )
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -103,13 +115,18 @@ class FaultProxy:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         body = await request.read()
         upstream = await self._session.request(
-            request.method, self.upstream + request.rel_url.raw_path_qs,
-            headers=headers, data=body or None, allow_redirects=False,
+            request.method,
+            self.upstream + request.rel_url.raw_path_qs,
+            headers=headers,
+            data=body or None,
+            allow_redirects=False,
             # Pass the client's headers as they are: no Content-Type where it sent none.
             skip_auto_headers=("Content-Type",),
         )
-        response = web.StreamResponse(status=upstream.status, headers={
-            k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS})
+        response = web.StreamResponse(
+            status=upstream.status,
+            headers={k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS},
+        )
         await response.prepare(request)
         try:
             cut_after = self._random.uniform(5, 20) if watch and self.fault_rate else None
@@ -131,8 +148,13 @@ class FaultProxy:
     async def _inject(self, fault: str, request: web.Request) -> web.StreamResponse:
         status = {"429": 429, "500": 500, "503": 503}.get(fault)
         if status is not None:
-            body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                    "message": f"injected {fault}", "code": status}
+            body: dict[str, Any] = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "message": f"injected {fault}",
+                "code": status,
+            }
             return web.json_response(body, status=status, headers={"Retry-After": "1"})
         if fault == "stall":
             await asyncio.sleep(25)  # past the operator's 20 s request timeout

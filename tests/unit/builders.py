@@ -7,6 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hypothesis import strategies as st
+
 from ucloud_operator.jobs import read_job
 from ucloud_operator.models import JOB_NAME_LABEL, RANK_LABEL, JobState, UCloudJobStatus
 from ucloud_operator.nodes import UNREACHABLE_TAINT, NodeHealth, observe_node
@@ -16,6 +18,19 @@ from ucloud_operator.state import Decision, Job, Observed, Settings, decide
 NOW = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
 JOB_UID = "job-uid-1"
 GRACE = Settings().image_pull_grace
+
+
+def shaped_like(*keys: str) -> st.SearchStrategy[Any]:
+    """JSON-ish garbage whose mapping keys (and some leaves) are the given names: bodies that
+    look like what a reader expects without being it."""
+    names = st.sampled_from(keys)
+    return st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8) | names,
+        lambda children: (
+            st.lists(children, max_size=3) | st.dictionaries(names, children, max_size=5)
+        ),
+        max_leaves=40,
+    )
 
 
 def _ts(moment: datetime) -> str:
@@ -65,18 +80,25 @@ class PodBuilder:
     def waiting(self, reason: str, message: str = "") -> PodBuilder:
         self.on_node()
         self.status["containerStatuses"] = [
-            {"name": "main", "ready": False, "state": {"waiting": {"reason": reason,
-                                                                    "message": message}}}
+            {
+                "name": "main",
+                "ready": False,
+                "state": {"waiting": {"reason": reason, "message": message}},
+            }
         ]
         return self
 
-    def unschedulable(self, message: str = "0/3 nodes are available: insufficient cpu") -> (
-        PodBuilder
-    ):
+    def unschedulable(
+        self, message: str = "0/3 nodes are available: insufficient cpu"
+    ) -> PodBuilder:
         self.status.pop("startTime", None)
         self.status["conditions"] = [
-            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-             "message": message}
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": message,
+            }
         ]
         return self
 
@@ -84,8 +106,10 @@ class PodBuilder:
         self, exit_code: int = 0, reason: str | None = None, signal: int | None = None
     ) -> PodBuilder:
         self.on_node()
-        state: dict[str, Any] = {"exitCode": exit_code,
-                                 "reason": reason or ("Completed" if exit_code == 0 else "Error")}
+        state: dict[str, Any] = {
+            "exitCode": exit_code,
+            "reason": reason or ("Completed" if exit_code == 0 else "Error"),
+        }
         if signal is not None:
             state["signal"] = signal
         self.status["phase"] = "Succeeded" if exit_code == 0 and not signal else "Failed"
@@ -151,13 +175,22 @@ class NodeBuilder:
         self.body: dict[str, Any] = {
             "metadata": {"name": name, "resourceVersion": "1"},
             "spec": {},
-            "status": {"conditions": [
-                {"type": "MemoryPressure", "status": "False",
-                 "lastTransitionTime": _ts(NOW - timedelta(hours=1))},
-                {"type": "Ready", "status": "True", "reason": "KubeletReady",
-                 "lastHeartbeatTime": _ts(NOW),
-                 "lastTransitionTime": _ts(NOW - timedelta(hours=1))},
-            ]},
+            "status": {
+                "conditions": [
+                    {
+                        "type": "MemoryPressure",
+                        "status": "False",
+                        "lastTransitionTime": _ts(NOW - timedelta(hours=1)),
+                    },
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "KubeletReady",
+                        "lastHeartbeatTime": _ts(NOW),
+                        "lastTransitionTime": _ts(NOW - timedelta(hours=1)),
+                    },
+                ]
+            },
         }
 
     @property
@@ -168,13 +201,16 @@ class NodeBuilder:
         self.ready_condition["lastHeartbeatTime"] = _ts(NOW + timedelta(seconds=seconds_later))
         return self
 
-    def ready(self, status: str, seconds_ago: float, reason: str = "NodeStatusUnknown") -> (
-        NodeBuilder
-    ):
+    def ready(
+        self, status: str, seconds_ago: float, reason: str = "NodeStatusUnknown"
+    ) -> NodeBuilder:
         """The Ready condition moved to `status` `seconds_ago` (the node lifecycle controller
         writes Unknown with reason NodeStatusUnknown when the kubelet stops reporting)."""
-        self.ready_condition.update(status=status, reason=reason,
-                                    lastTransitionTime=_ts(NOW - timedelta(seconds=seconds_ago)))
+        self.ready_condition.update(
+            status=status,
+            reason=reason,
+            lastTransitionTime=_ts(NOW - timedelta(seconds=seconds_ago)),
+        )
         return self
 
     def tainted(self, key: str, effect: str, seconds_ago: float | None) -> NodeBuilder:
@@ -212,23 +248,31 @@ def job(  # noqa: PLR0917 - keyword defaults read best here
     spec: dict[str, Any] = {
         "replicas": replicas,
         "cancel": cancel,
-        "template": {"spec": template_spec
-                     or {"containers": [{"name": "main", "image": "busybox"}]}},
+        "template": {
+            "spec": template_spec or {"containers": [{"name": "main", "image": "busybox"}]}
+        },
     }
     if deadline is not None:
         spec["activeDeadlineSeconds"] = deadline
     body = {
-        "metadata": {"name": "sim", "namespace": "default", "uid": JOB_UID,
-                     "generation": generation},
+        "metadata": {
+            "name": "sim",
+            "namespace": "default",
+            "uid": JOB_UID,
+            "generation": generation,
+        },
         "spec": spec,
     }
     read = read_job(body)
     return replace(read, status=status or UCloudJobStatus())
 
 
-def observed(*pods: PodBuilder | ReplicaPod, creating: tuple[int, ...] = (),
-             refused: dict[int, str] | None = None,
-             nodes: tuple[NodeBuilder, ...] = ()) -> Observed:
+def observed(
+    *pods: PodBuilder | ReplicaPod,
+    creating: tuple[int, ...] = (),
+    refused: dict[int, str] | None = None,
+    nodes: tuple[NodeBuilder, ...] = (),
+) -> Observed:
     summaries = [p.observe() if isinstance(p, PodBuilder) else p for p in pods]
     healths = [n.observe() for n in nodes]
     return Observed(
@@ -248,8 +292,12 @@ def run(
     now: datetime = NOW,
     settings: Settings | None = None,
 ) -> Decision:
-    return decide(the_job, observed(*pods, creating=creating, refused=refused, nodes=nodes), now,
-                  settings or Settings())
+    return decide(
+        the_job,
+        observed(*pods, creating=creating, refused=refused, nodes=nodes),
+        now,
+        settings or Settings(),
+    )
 
 
 def after(the_job: Job, decision: Decision) -> Job:

@@ -6,75 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
 
 import pytest
 
 from ucloud_operator.informer import JobKey, NodeIndex, NodeInformer, PodIndex, PodInformer
 from ucloud_operator.kube import Expired, Forbidden, Refused, Transient
 
-from .builders import NodeBuilder, PodBuilder, node
-
-Script = list[dict[str, Any] | BaseException]
-
-
-def pod_of(job: str, rank: int, version: str = "1") -> PodBuilder:
-    built = PodBuilder(rank, job_name=job)
-    built.body["metadata"]["resourceVersion"] = version
-    return built
-
-
-def event(kind: str, built: PodBuilder | NodeBuilder) -> dict[str, Any]:
-    return {"type": kind, "object": built.build()}
-
-
-def bookmark(version: str) -> dict[str, Any]:
-    return {"type": "BOOKMARK", "object": {"kind": "Pod", "metadata": {"resourceVersion": version}}}
-
-
-def page(items: list[PodBuilder] | list[NodeBuilder], version: str, more: str = "") -> (
-    dict[str, Any]
-):
-    metadata = {"resourceVersion": version, **({"continue": more} if more else {})}
-    return {"items": [item.build() for item in items], "metadata": metadata}
-
-
-class ScriptedApi:
-    """Answers list pages and watches in the order scripted; records what was asked. When the
-    script runs out, the next list or watch hangs (as an idle watch does) and `drained` is
-    set."""
-
-    def __init__(self, lists: list[dict[str, Any] | BaseException], watches: list[Script]) -> None:
-        self.lists = lists
-        self.watches = watches
-        self.asked: list[tuple[str, dict[str, str]]] = []
-        self.paths: set[str] = set()
-        self.drained = asyncio.Event()
-
-    async def list_page(self, resource: str, path: str, params: Mapping[str, str]) -> Any:
-        self.asked.append(("list", dict(params)))
-        self.paths.add(path)
-        if not self.lists:
-            self.drained.set()
-            await asyncio.Event().wait()
-        answer = self.lists.pop(0)
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
-
-    async def watch(
-        self, resource: str, path: str, params: Mapping[str, str], read_timeout: float
-    ) -> AsyncIterator[Any]:
-        self.asked.append(("watch", dict(params)))
-        self.paths.add(path)
-        if not self.watches:
-            self.drained.set()
-            await asyncio.Event().wait()
-        for item in self.watches.pop(0):
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+from .builders import node
+from .fakes import ScriptedApi, bookmark, event, forbidden, page, pod_of
 
 
 async def run_until_drained(
@@ -260,28 +199,26 @@ async def run_nodes_until_drained(
 ) -> tuple[NodeIndex, list[str], NodeInformer]:
     index = index if index is not None else NodeIndex()
     changed: list[str] = []
-    informer = NodeInformer(api, index, changed.append, first_retry_delay=0.0,
-                            forbidden_retry_delay=0.0)
+    informer = NodeInformer(
+        api, index, changed.append, first_retry_delay=0.0, forbidden_retry_delay=0.0
+    )
     await run_informer_until_drained(api, informer)
     return index, changed, informer
-
-
-def forbidden() -> Forbidden:
-    return Forbidden('nodes is forbidden: User "system:serviceaccount:ucloud-system:ucloud-op"'
-                     ' cannot list resource "nodes" in API group "" at the cluster scope')
 
 
 async def test_nodes_are_listed_and_only_a_change_of_health_queues_their_jobs() -> None:
     api = ScriptedApi(
         lists=[page([node("n0"), node("n1").unreachable(5)], "10")],
-        watches=[[
-            event("MODIFIED", node("n0").heartbeat(10)),  # a heartbeat: nothing to tell
-            event("MODIFIED", node("n0").unreachable(1)),
-            event("MODIFIED", node("n0").unreachable(1).heartbeat(20)),
-            event("MODIFIED", node("n1")),  # reporting again
-            event("DELETED", node("n0").unreachable(1)),
-            event("ADDED", node("n2")),
-        ]],
+        watches=[
+            [
+                event("MODIFIED", node("n0").heartbeat(10)),  # a heartbeat: nothing to tell
+                event("MODIFIED", node("n0").unreachable(1)),
+                event("MODIFIED", node("n0").unreachable(1).heartbeat(20)),
+                event("MODIFIED", node("n1")),  # reporting again
+                event("DELETED", node("n0").unreachable(1)),
+                event("ADDED", node("n2")),
+            ]
+        ],
     )
     index, changed, informer = await run_nodes_until_drained(api)
     assert informer.synced.is_set() and informer.forbidden is None
@@ -329,8 +266,9 @@ async def test_nodes_readable_again_are_listed_and_the_refusal_is_forgotten() ->
 
 async def test_a_node_watch_refused_later_drops_what_it_knew() -> None:
     refused = {"type": "ERROR", "object": {"kind": "Status", "code": 403, "message": "forbidden"}}
-    api = ScriptedApi(lists=[page([node("n0").unreachable(5), node("n1")], "10")],
-                      watches=[[refused]])
+    api = ScriptedApi(
+        lists=[page([node("n0").unreachable(5), node("n1")], "10")], watches=[[refused]]
+    )
     index, changed, informer = await run_nodes_until_drained(api)
     assert informer.forbidden == "forbidden"
     assert len(index) == 0  # stale facts would be worse than none
@@ -338,8 +276,9 @@ async def test_a_node_watch_refused_later_drops_what_it_knew() -> None:
 
 
 async def test_the_pod_informer_keeps_retrying_a_403() -> None:
-    api = ScriptedApi(lists=[Forbidden("pods is forbidden"), page([pod_of("a", 0)], "5")],
-                      watches=[])
+    api = ScriptedApi(
+        lists=[Forbidden("pods is forbidden"), page([pod_of("a", 0)], "5")], watches=[]
+    )
     index, _, informer = await run_until_drained(api)
     assert informer.forbidden is None
     assert ranks(index, "a") == [0]
@@ -365,14 +304,17 @@ async def test_a_list_or_watch_throttled_waits_as_the_api_server_asks() -> None:
         waits.append(seconds)
 
     api = ScriptedApi(
-        lists=[Transient("429: too many requests", retry_after=7.0),
-               Transient("503: unavailable", retry_after=600.0),
-               Transient("429: too many requests", retry_after=0.0),
-               page([pod_of("a", 0)], "5")],
+        lists=[
+            Transient("429: too many requests", retry_after=7.0),
+            Transient("503: unavailable", retry_after=600.0),
+            Transient("429: too many requests", retry_after=0.0),
+            page([pod_of("a", 0)], "5"),
+        ],
         watches=[[Transient("429: too many requests", retry_after=20.0)]],
     )
-    informer = PodInformer(api, PodIndex(), None, lambda key: None, first_retry_delay=0.5,
-                           sleep=sleep)
+    informer = PodInformer(
+        api, PodIndex(), None, lambda key: None, first_retry_delay=0.5, sleep=sleep
+    )
     await run_informer_until_drained(api, informer)
     assert waits[:2] == [7.0, 30.0]
     assert 1.6 <= waits[2] <= 2.4  # the third backoff (0.5 * 2**2, jittered by 0.8-1.2)

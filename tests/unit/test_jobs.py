@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ucloud_operator.jobs import ParsedJobs, StoredJob, read_job
-from ucloud_operator.models import JobState
+from ucloud_operator.models import API_VERSION, KIND, JobState
 
 from .builders import in_state, job, pod
 
@@ -17,8 +17,8 @@ def body_of(the_job: Any) -> dict[str, Any]:
     """A watch body as the API server sends it, with fields the operator never reads."""
     spec = the_job.spec.model_dump(by_alias=True, exclude_none=True)
     return {
-        "apiVersion": "ucloud.dk/v1",
-        "kind": "UCloudJob",
+        "apiVersion": API_VERSION,
+        "kind": KIND,
         "metadata": {
             "name": the_job.name,
             "namespace": the_job.namespace,
@@ -53,8 +53,11 @@ def test_a_stored_job_keeps_only_what_a_pass_reads() -> None:
     [None, [], "RUNNING", {"state": ["RUNNING"]}, {"state": "PAUSED"}, {"state": 7}],
 )
 def test_an_odd_status_is_stored_without_a_state(status: Any) -> None:
-    body = {"metadata": {"name": "odd", "namespace": "d", "uid": "u"},
-            "spec": {"replicas": 1}, "status": status}
+    body = {
+        "metadata": {"name": "odd", "namespace": "d", "uid": "u"},
+        "spec": {"replicas": 1},
+        "status": status,
+    }
     stored = StoredJob.of(body)
     assert stored.state is None
     assert stored.job().status.state is None
@@ -62,8 +65,10 @@ def test_an_odd_status_is_stored_without_a_state(status: Any) -> None:
 
 
 def test_an_unreadable_spec_is_kept_for_rule_3a() -> None:
-    body = {"metadata": {"name": "odd", "namespace": "d", "uid": "u"},
-            "spec": {"replicas": "many", "template": {}}}
+    body = {
+        "metadata": {"name": "odd", "namespace": "d", "uid": "u"},
+        "spec": {"replicas": "many", "template": {}},
+    }
     read = StoredJob.of(body).job()
     assert read.spec is None
     assert read.spec_error is not None and "replicas" in read.spec_error
@@ -82,8 +87,9 @@ def test_a_job_is_parsed_once_while_the_index_holds_it() -> None:
 
 def test_parsed_jobs_are_bounded_least_recently_used_first() -> None:
     parsed = ParsedJobs(size=2)
-    a, b, c = (StoredJob.of({**body_of(job()), "metadata": {"name": n, "namespace": "d"}})
-               for n in "abc")
+    a, b, c = (
+        StoredJob.of({**body_of(job()), "metadata": {"name": n, "namespace": "d"}}) for n in "abc"
+    )
     kept_a = parsed.job(a)
     parsed.job(b)
     parsed.job(a)  # a is used again: b is now the oldest

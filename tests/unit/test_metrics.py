@@ -11,7 +11,7 @@ from ucloud_operator.metrics import REGISTRY, measure_event_loop_lag
 async def test_a_blocked_event_loop_shows_as_lag() -> None:
     probe = asyncio.create_task(measure_event_loop_lag(interval=0.01))
     try:
-        await asyncio.sleep(0.05)  # the probe is asleep on its timer
+        await asyncio.sleep(0)  # one turn of the loop: the probe is now asleep on its timer
         time.sleep(0.3)  # the stall under test: a callback that never yields
         deadline = time.monotonic() + 5
         while (longest() or 0.0) < 0.25:

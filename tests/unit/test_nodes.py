@@ -8,22 +8,27 @@ from typing import Any
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from ucloud_operator.nodes import NOT_READY_TAINT, UNREACHABLE_TAINT, observe_node
 
-from .builders import NOW, node
+from .builders import NOW, node, shaped_like
 
-NODE_KEYS = st.sampled_from(
-    ["metadata", "name", "spec", "taints", "key", "effect", "timeAdded", "status",
-     "conditions", "type", "lastTransitionTime", "Ready", "Unknown", "NoExecute",
-     UNREACHABLE_TAINT]
-)
-NODE_LIKE = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=8) | NODE_KEYS,
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(NODE_KEYS, children, max_size=5),
-    max_leaves=40,
+NODE_LIKE = shaped_like(
+    "metadata",
+    "name",
+    "spec",
+    "taints",
+    "key",
+    "effect",
+    "timeAdded",
+    "status",
+    "conditions",
+    "type",
+    "lastTransitionTime",
+    "Ready",
+    "Unknown",
+    "NoExecute",
+    UNREACHABLE_TAINT,
 )
 
 
@@ -63,9 +68,13 @@ def test_the_earliest_signal_tells_since_when() -> None:
 
 
 def test_other_taints_and_taints_without_a_time_say_nothing() -> None:
-    health = (node().tainted("example.com/maintenance", "NoExecute", 30)
-              .tainted(UNREACHABLE_TAINT, "NoSchedule", None)
-              .tainted(UNREACHABLE_TAINT, "PreferNoSchedule", 30).observe())
+    health = (
+        node()
+        .tainted("example.com/maintenance", "NoExecute", 30)
+        .tainted(UNREACHABLE_TAINT, "NoSchedule", None)
+        .tainted(UNREACHABLE_TAINT, "PreferNoSchedule", 30)
+        .observe()
+    )
     assert not health.lost
 
 

@@ -9,24 +9,36 @@ from hypothesis import strategies as st
 
 from ucloud_operator.replicas import observe
 
-from .builders import JOB_UID, pod
+from .builders import JOB_UID, pod, shaped_like
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=30,
 )
-POD_KEYS = st.sampled_from(
-    ["metadata", "spec", "status", "phase", "reason", "containerStatuses", "conditions",
-     "state", "terminated", "waiting", "exitCode", "signal", "labels", "ownerReferences",
-     "deletionTimestamp", "startTime", "nodeName", "type", "status", "controller", "uid"]
-)
-POD_LIKE = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(POD_KEYS, children, max_size=5),
-    max_leaves=40,
+POD_LIKE = shaped_like(
+    "metadata",
+    "spec",
+    "status",
+    "phase",
+    "reason",
+    "containerStatuses",
+    "conditions",
+    "state",
+    "terminated",
+    "waiting",
+    "exitCode",
+    "signal",
+    "labels",
+    "ownerReferences",
+    "deletionTimestamp",
+    "startTime",
+    "nodeName",
+    "type",
+    "controller",
+    "uid",
 )
 
 
@@ -45,7 +57,11 @@ def test_observe_never_raises_on_pod_shaped_garbage(body: Any) -> None:
 def test_reads_identity_labels_and_owner() -> None:
     summary = pod(2).observe()
     assert (summary.name, summary.namespace, summary.job_name, summary.rank) == (
-        "sim-2", "default", "sim", 2)
+        "sim-2",
+        "default",
+        "sim",
+        2,
+    )
     assert summary.owner_uid == JOB_UID
 
 
@@ -64,7 +80,8 @@ def test_termination_prefers_the_failing_container() -> None:
     body = pod(0).terminated(0).build()
     body["status"]["phase"] = "Failed"
     body["status"]["containerStatuses"].append(
-        {"name": "side", "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}})
+        {"name": "side", "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}
+    )
     summary = observe(body)
     assert summary.termination is not None
     assert (summary.termination.exit_code, summary.termination.reason) == (137, "OOMKilled")
@@ -79,7 +96,8 @@ def test_a_failed_pod_without_terminated_containers_did_not_terminate_on_its_own
 def test_waiting_reason_of_init_containers_comes_first() -> None:
     body = pod(0).waiting("ContainerCreating").build()
     body["status"]["initContainerStatuses"] = [
-        {"name": "init", "state": {"waiting": {"reason": "ErrImagePull"}}}]
+        {"name": "init", "state": {"waiting": {"reason": "ErrImagePull"}}}
+    ]
     assert observe(body).waiting_reason == "ErrImagePull"
 
 

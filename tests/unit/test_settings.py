@@ -20,9 +20,16 @@ def test_defaults() -> None:
 
 
 def test_environment_fallbacks() -> None:
-    ours = parse([], {"UCLOUD_NAMESPACES": "b, a", "UCLOUD_IMAGE_PULL_GRACE": "30",
-                      "UCLOUD_LOG_FORMAT": "json", "UCLOUD_LOG_LEVEL": "debug",
-                      "UCLOUD_POD_POLICY": "off"})
+    ours = parse(
+        [],
+        {
+            "UCLOUD_NAMESPACES": "b, a",
+            "UCLOUD_IMAGE_PULL_GRACE": "30",
+            "UCLOUD_LOG_FORMAT": "json",
+            "UCLOUD_LOG_LEVEL": "debug",
+            "UCLOUD_POD_POLICY": "off",
+        },
+    )
     assert ours.namespaces == ("a", "b")
     assert ours.image_pull_grace == 30
     assert (ours.log_level, ours.log_format, ours.pod_policy) == ("DEBUG", "json", False)
@@ -48,10 +55,20 @@ def test_a_negative_grace_is_refused(flag: str, capsys: pytest.CaptureFixture[st
     assert "must be >= 0" in capsys.readouterr().err
 
 
-def test_bad_values_are_refused_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--image-pull-grace", "soon"], "--image-pull-grace"),
+        (["--api-concurrency", "0"], "must be >= 1"),
+        (["--log-format", "xml"], "invalid choice: 'xml'"),
+    ],
+)
+def test_bad_values_are_refused_with_a_message(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit):
-        parse(["--image-pull-grace", "-1"], {})
-    assert "must be >= 0" in capsys.readouterr().err
+        parse(argv, {})
+    assert message in capsys.readouterr().err
 
 
 def test_leader_election_is_off_unless_asked_for() -> None:
@@ -77,13 +94,25 @@ def test_api_concurrency_defaults_to_32_as_benchmarked() -> None:
     [
         # Deployments rendered by the chart before 0.1.0's --api-concurrency pass the old flag.
         (["--api-threads=16"], {}, 16, ("--api-threads is deprecated: use --api-concurrency",)),
-        (["--api-threads", "4", "--api-concurrency", "8"], {}, 8,
-         ("--api-threads is deprecated: use --api-concurrency",)),
-        ([], {"UCLOUD_API_THREADS": "12"}, 12,
-         ("UCLOUD_API_THREADS is deprecated: use UCLOUD_API_CONCURRENCY",)),
+        (
+            ["--api-threads", "4", "--api-concurrency", "8"],
+            {},
+            8,
+            ("--api-threads is deprecated: use --api-concurrency",),
+        ),
+        (
+            [],
+            {"UCLOUD_API_THREADS": "12"},
+            12,
+            ("UCLOUD_API_THREADS is deprecated: use UCLOUD_API_CONCURRENCY",),
+        ),
         ([], {"UCLOUD_API_THREADS": "12", "UCLOUD_API_CONCURRENCY": "20"}, 20, ()),
-        (["--api-threads=6"], {"UCLOUD_API_CONCURRENCY": "20"}, 6,
-         ("--api-threads is deprecated: use --api-concurrency",)),
+        (
+            ["--api-threads=6"],
+            {"UCLOUD_API_CONCURRENCY": "20"},
+            6,
+            ("--api-threads is deprecated: use --api-concurrency",),
+        ),
     ],
 )
 def test_the_old_name_api_threads_is_still_read_and_said_deprecated(

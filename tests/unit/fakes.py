@@ -1,0 +1,78 @@
+"""Fakes the unit tests share: a scripted list-and-watch API and what it answers with."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from ucloud_operator.kube import Forbidden
+
+from .builders import NodeBuilder, PodBuilder
+
+Script = list[dict[str, Any] | BaseException]
+
+
+def pod_of(job: str, rank: int, version: str = "1") -> PodBuilder:
+    built = PodBuilder(rank, job_name=job)
+    built.body["metadata"]["resourceVersion"] = version
+    return built
+
+
+def event(kind: str, built: PodBuilder | NodeBuilder) -> dict[str, Any]:
+    return {"type": kind, "object": built.build()}
+
+
+def bookmark(version: str) -> dict[str, Any]:
+    return {"type": "BOOKMARK", "object": {"kind": "Pod", "metadata": {"resourceVersion": version}}}
+
+
+def page(
+    items: list[PodBuilder] | list[NodeBuilder], version: str, more: str = ""
+) -> dict[str, Any]:
+    metadata = {"resourceVersion": version, **({"continue": more} if more else {})}
+    return {"items": [item.build() for item in items], "metadata": metadata}
+
+
+class ScriptedApi:
+    """Answers list pages and watches in the order scripted; records what was asked. When the
+    script runs out, the next list or watch hangs (as an idle watch does) and `drained` is
+    set."""
+
+    def __init__(self, lists: list[dict[str, Any] | BaseException], watches: list[Script]) -> None:
+        self.lists = lists
+        self.watches = watches
+        self.asked: list[tuple[str, dict[str, str]]] = []
+        self.paths: set[str] = set()
+        self.drained = asyncio.Event()
+
+    async def list_page(self, resource: str, path: str, params: Mapping[str, str]) -> Any:
+        self.asked.append(("list", dict(params)))
+        self.paths.add(path)
+        if not self.lists:
+            self.drained.set()
+            await asyncio.Event().wait()
+        answer = self.lists.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    async def watch(
+        self, resource: str, path: str, params: Mapping[str, str], read_timeout: float
+    ) -> AsyncIterator[Any]:
+        self.asked.append(("watch", dict(params)))
+        self.paths.add(path)
+        if not self.watches:
+            self.drained.set()
+            await asyncio.Event().wait()
+        for item in self.watches.pop(0):
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+def forbidden() -> Forbidden:
+    return Forbidden(
+        'nodes is forbidden: User "system:serviceaccount:ucloud-system:ucloud-op"'
+        ' cannot list resource "nodes" in API group "" at the cluster scope'
+    )

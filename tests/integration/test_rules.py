@@ -24,6 +24,7 @@ from tests.support.cluster import (
     exits,
     history,
     kubectl,
+    pod_status,
 )
 from tests.support.operator import IMAGE_PULL_GRACE, NODE_LOST_GRACE
 from ucloud_operator.models import (
@@ -144,19 +145,8 @@ def test_rule_3c_signal_is_success_with_the_signal(cluster: Cluster) -> None:
 def test_rule_3c_first_replica_to_end_ends_the_gang(cluster: Cluster) -> None:
     cluster.create_job("gang", replicas=2)
     cluster.wait_for_state("gang", JobState.RUNNING)
-    terminated = {
-        "phase": "Succeeded",
-        "containerStatuses": [
-            {
-                "name": "main",
-                "image": "busybox",
-                "imageID": "",
-                "ready": False,
-                "restartCount": 0,
-                "state": {"terminated": {"exitCode": 0, "reason": "Completed"}},
-            }
-        ],
-    }
+    # Played by hand: the kubelet's own reason, not a reason of the operator's.
+    terminated = pod_status("Succeeded", {"terminated": {"exitCode": 0, "reason": "Completed"}})
     cluster.patch_pod_status("gang-0", terminated)
     cluster.wait_for_state("gang", JobState.SUCCESS, Reason.COMPLETED)
     cluster.wait_for(
@@ -205,20 +195,11 @@ def test_rule_3a_invalid_image_name_fails_at_once(cluster: Cluster) -> None:
 
 
 def waiting(reason: str, message: str) -> dict[str, object]:
-    return {
-        "phase": "Pending",
-        "startTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "containerStatuses": [
-            {
-                "name": "main",
-                "image": "busybox",
-                "imageID": "",
-                "ready": False,
-                "restartCount": 0,
-                "state": {"waiting": {"reason": reason, "message": message}},
-            }
-        ],
-    }
+    return pod_status(
+        "Pending",
+        {"waiting": {"reason": reason, "message": message}},
+        startTime=rfc3339(time.time()),
+    )
 
 
 def test_rule_3a_container_creating_then_container_create_failed(cluster: Cluster) -> None:

@@ -61,6 +61,19 @@ def busybox(**container: Any) -> dict[str, Any]:
     return {"containers": [{"name": "main", "image": "busybox", **container}]}
 
 
+def pod_status(phase: str, state: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A pod status as a kubelet writes it, its one container (main, busybox) in `state`."""
+    container = {
+        "name": "main",
+        "image": "busybox",
+        "imageID": "",
+        "ready": False,
+        "restartCount": 0,
+        "state": state,
+    }
+    return {"phase": phase, "containerStatuses": [container], **fields}
+
+
 def history(status: Mapping[str, Any]) -> list[str]:
     """The states of the job's status history, oldest first."""
     return [update["state"] for update in status.get("updates") or []]

@@ -22,7 +22,8 @@ from .metrics import POD_EVENT_TO_STATUS, RECONCILE, RECONCILE_ERRORS, TRANSITIO
 from .models import UCloudJobStatus
 from .nodes import NodeHealth
 from .replicas import ReplicaPod
-from .state import Decision, Job, Observed, Settings, decide
+from .rules import Job, Observed, Settings, decide
+from .status import Decision
 from .workqueue import WorkQueue
 
 logger = logging.getLogger(__name__)

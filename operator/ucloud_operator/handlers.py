@@ -35,8 +35,8 @@ from .metrics import (
     measure_event_loop_lag,
 )
 from .models import GROUP, PLURAL, VERSION
+from .rules import Job
 from .settings import OperatorSettings
-from .state import Job
 
 logger = logging.getLogger(__name__)
 

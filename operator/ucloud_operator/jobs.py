@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from .models import JobState, UCloudJobSpec, UCloudJobStatus
 from .pod_policy import template_violations
-from .state import Job
+from .rules import Job
 from .wirejson import dumps, loads
 
 _STATES = frozenset(JobState)

@@ -26,7 +26,7 @@ from kubernetes import client, config
 
 from .metrics import API_LATENCY, API_REQUESTS, API_RETRIES
 from .models import API_VERSION, GROUP, KIND, PLURAL, VERSION
-from .state import Event
+from .status import Event
 from .wirejson import dumps, loads
 
 logger = logging.getLogger(__name__)

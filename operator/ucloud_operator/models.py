@@ -21,7 +21,7 @@ SINGULAR = "ucloudjob"
 SHORT_NAMES = ("ujob", "ujobs")
 API_VERSION = f"{GROUP}/{VERSION}"
 
-# Labels and environment variables on every replica pod (docs/semantics.md, "Replica pods").
+# Labels and environment variables on every replica pod (docs/api.md, "Replica pods").
 JOB_NAME_LABEL = "ucloud.dk/job-name"
 RANK_LABEL = "ucloud.dk/rank"
 ENV_JOB_NAME = "UCLOUD_JOB_NAME"
@@ -54,7 +54,7 @@ FINAL_STATES = frozenset({JobState.SUCCESS, JobState.FAILURE, JobState.EXPIRED})
 
 
 class Reason(StrEnum):
-    """Every reason the operator writes to `status.reason`, as docs/semantics.md names them."""
+    """Every reason the operator writes to `status.reason`, as docs/api.md names them."""
 
     # IN_QUEUE (rule 4): why not every replica runs yet.
     UNSCHEDULABLE = "Unschedulable"  # the scheduler found no node; message is its own
@@ -75,6 +75,9 @@ class Reason(StrEnum):
     KUBELET_REJECTED = "KubeletRejected"
     POD_LOST = "PodLost"
     TEMPLATE_NOT_ALLOWED = "TemplateNotAllowed"
+    # A spec the CRD should have refused (an old CRD, validation switched off): not in UCloud's
+    # contract, which assumes the API server checked it.
+    INVALID_SPEC = "InvalidSpec"
     # EXPIRED: the time allocation ran out (rule 3b).
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     # SUCCESS: a replica terminated on its own (rule 3c).

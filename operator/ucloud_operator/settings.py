@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from . import __version__
-from .state import Settings
+from .rules import Settings
 
 
 @dataclass(frozen=True)

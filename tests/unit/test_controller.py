@@ -12,7 +12,8 @@ from ucloud_operator.kube import Refused, Transient
 from ucloud_operator.models import JobState, UCloudJobStatus
 from ucloud_operator.nodes import NodeHealth
 from ucloud_operator.replicas import ReplicaPod
-from ucloud_operator.state import Event, Job, Settings
+from ucloud_operator.rules import Job, Settings
+from ucloud_operator.status import Event
 
 from .builders import NOW, job, node, pod
 

@@ -10,8 +10,8 @@ from contextlib import asynccontextmanager
 from ucloud_operator.controller import Controller, JobKey
 from ucloud_operator.handlers import Runtime
 from ucloud_operator.informer import NodeIndex, PodIndex
+from ucloud_operator.rules import Settings
 from ucloud_operator.settings import parse
-from ucloud_operator.state import Settings
 
 from .builders import node
 from .test_controller import FakeApi

@@ -10,7 +10,7 @@ from ucloud_operator.jobs import read_job
 from ucloud_operator.models import MAX_UPDATES, JobState, Reason, StatusUpdate
 from ucloud_operator.nodes import UNREACHABLE_TAINT
 from ucloud_operator.replicas import TAINT_EVICTION
-from ucloud_operator.state import INVALID_SPEC, Observed, Settings, decide
+from ucloud_operator.rules import Observed, Settings, decide
 
 from .builders import GRACE, NOW, after, in_state, job, node, pod, queued, run
 
@@ -395,7 +395,7 @@ def test_rule_3a_unreadable_spec_fails_with_invalid_spec() -> None:
                        "spec": {"replicas": "many", "template": {}}})
     decision = run(queued(broken))
     assert decision.status.state is JobState.FAILURE
-    assert decision.status.reason == INVALID_SPEC
+    assert decision.status.reason == Reason.INVALID_SPEC
 
 
 # --- Rule 3b: the time allocation ran out: EXPIRED ---------------------------------------------

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from ucloud_operator.models import MAX_UPDATES, JobState
 from ucloud_operator.nodes import NodeHealth
 from ucloud_operator.replicas import ReplicaPod
-from ucloud_operator.state import Decision, Job, Observed, Settings, decide
+from ucloud_operator.rules import Job, Observed, Settings, decide
+from ucloud_operator.status import Decision
 
 from .builders import NOW, PodBuilder, job
 

@@ -36,7 +36,7 @@ DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 
 class JobState(StrEnum):
-    """UCloud's six job states (docs/JobState.md)."""
+    """UCloud's six job states (README.md, "States"; docs/api.md, "The state rules")."""
 
     IN_QUEUE = "IN_QUEUE"
     RUNNING = "RUNNING"

@@ -301,9 +301,9 @@ def _queue_reason(facts: Facts, counted: str) -> tuple[Reason, str]:
 
 
 def _queued_first(job: Job, facts: Facts, outcome: Outcome) -> Outcome:
-    # Every job is IN_QUEUE first (JobState.md: "has been created"), even when the operator
-    # first sees it later (it was down, or could not write): the history then still starts
-    # there, and the real outcome follows at once. The contract is silent on this.
+    # Every job is IN_QUEUE first (UCloud: IN_QUEUE means "has been created"), even when the
+    # operator first sees it later (it was down, or could not write): the history then still
+    # starts there, and the real outcome follows at once. The contract is silent on this.
     if job.status.state is not None or outcome.state is JobState.IN_QUEUE:
         return outcome
     replicas = job.spec.replicas if job.spec else 0

@@ -24,9 +24,6 @@ README = ROOT / "README.md"
 README_MAX_BYTES = 25_000
 DOCUMENTS = sorted({README, *ROOT.glob("docs/*.md"), *ROOT.glob("bench/*.md")})
 
-# Reasons the code writes as plain strings, not as members of `Reason`.
-STRING_REASONS = frozenset({"InvalidSpec"})
-
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 CODE_SPAN = re.compile(r"`[^`\n]*`")
@@ -34,7 +31,7 @@ HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*$", re.MULTILINE)
 
 
 def code_reasons() -> set[str]:
-    return {reason.value for reason in Reason} | STRING_REASONS
+    return {reason.value for reason in Reason}
 
 
 def table_reasons() -> list[str]:
@@ -65,14 +62,6 @@ def test_the_reason_table_names_only_reasons_the_code_writes() -> None:
     unknown = set(reasons) - code_reasons()
     assert not unknown, f"docs/api.md's reason table names {sorted(unknown)}, not in the code"
     assert len(reasons) == len(set(reasons)), "a reason has two rows"
-
-
-@pytest.mark.parametrize("reason", sorted(STRING_REASONS))
-def test_the_string_reasons_are_still_written(reason: str) -> None:
-    if reason in {member.value for member in Reason}:
-        pytest.skip(f"{reason} is a member of Reason now: drop it from STRING_REASONS")
-    source = "\n".join(path.read_text() for path in PACKAGE.rglob("*.py"))
-    assert f'"{reason}"' in source, f"{reason} is no longer in the code: drop it here"
 
 
 def _prose(text: str) -> str:

@@ -1,4 +1,4 @@
-"""The state rules of docs/semantics.md, one named test per rule and per reason, in its order."""
+"""The state rules of docs/api.md, one named test per rule and per reason, in its order."""
 
 from __future__ import annotations
 

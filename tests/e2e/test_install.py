@@ -9,6 +9,7 @@ blockOwnerDeletion).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -39,9 +40,9 @@ def replica(command: str) -> dict[str, Any]:
     }
 
 
-def test_readyz_and_healthz(operator: Operator) -> None:
+def test_readyz_and_healthz(operator: Operator, cluster: Cluster) -> None:
     for path in ("/readyz", "/healthz"):
-        operator.probe(path)
+        assert json.loads(operator.probe(path, timeout=cluster.timeout))["ok"] is True
 
 
 def test_job_goes_in_queue_running_success(

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +40,22 @@ MAX_RETRY_DELAY_SECONDS = 300.0
 STATUS_BATCH_SECONDS = 1.0
 
 
+@dataclass(slots=True)
+class JobRecord:
+    """What the controller keeps of one job between passes, forgotten with it (`forget`).
+    Containers are made when first needed: most jobs at rest need none."""
+
+    written: UCloudJobStatus | None = (
+        None  # the status written, ahead of the watch until it catches up
+    )
+    creating: dict[int, float] | None = None  # rank -> monotonic time it may stay unseen until
+    refused: dict[int, str] | None = None  # rank -> the API server's refusal
+    deleting: set[str] | None = None  # pods whose delete was sent
+    failures: int = 0  # passes failed in a row: the retry backoff
+    pod_event_at: float | None = None  # the first pod event not yet answered by a write
+    batch_due: float | None = None  # when a held-back change is written
+
+
 class Controller:
     def __init__(
         self,
@@ -50,6 +66,7 @@ class Controller:
         *,
         nodes: Callable[[str], NodeHealth | None] = lambda name: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
         leading: Callable[[], bool] = lambda: True,
         batch_seconds: float = STATUS_BATCH_SECONDS,
         create_concurrency: int = 16,
@@ -61,43 +78,44 @@ class Controller:
         self._pods = pods
         self._nodes = nodes
         self._clock = clock
+        self._monotonic = monotonic
         self._leading = leading
-        self._written: dict[JobKey, UCloudJobStatus] = {}  # ahead of the watch until it catches up
-        self._creating: dict[JobKey, dict[int, float]] = {}  # rank -> monotonic expiry
-        self._refused: dict[JobKey, dict[int, str]] = {}
-        self._deleting: dict[JobKey, set[str]] = {}
-        self._failures: dict[JobKey, int] = {}
-        self._pod_event_at: dict[JobKey, float] = {}  # first pod event not yet written out
+        self._records: dict[JobKey, JobRecord] = {}
         self._batch_seconds = batch_seconds
-        self._batch_due: dict[JobKey, float] = {}  # monotonic time a held-back change is written
-        self._creations: dict[JobKey, asyncio.Task[None]] = {}  # pods being created, per job
         self._create_slots = asyncio.Semaphore(create_concurrency)  # pod POSTs in flight
         # Jobs whose pods are created at once: enough to keep the POSTs busy. The rest wait
         # their turn in arrival order, holding nothing: a burst of 10,000 jobs no longer makes
         # 10,000 tasks, each with its parsed job and pod bodies, alive at the same time.
         self._max_creating = max(2, create_concurrency)
-        self._waiting_to_create: dict[JobKey, None] = {}  # an ordered set
+        self._creations: dict[JobKey, asyncio.Task[None]] = {}  # pods being created, per job
+        self._turns: dict[JobKey, None] = {}  # jobs waiting for a creation slot: an ordered set
 
     def enqueue(self, key: JobKey, pod_event: bool = False) -> None:
         if pod_event:
-            self._pod_event_at.setdefault(key, time.monotonic())
+            record = self._record(key)
+            if record.pod_event_at is None:
+                record.pod_event_at = self._monotonic()
         self.queue.add(key)
 
+    def _record(self, key: JobKey) -> JobRecord:
+        record = self._records.get(key)
+        if record is None:
+            record = self._records[key] = JobRecord()
+        return record
+
     def forget(self, key: JobKey) -> None:
-        """The job is gone: drop everything kept for it."""
-        for memory in (self._written, self._creating, self._refused, self._deleting):
-            memory.pop(key, None)
-        self._failures.pop(key, None)
-        self._pod_event_at.pop(key, None)
-        self._batch_due.pop(key, None)
-        self._waiting_to_create.pop(key, None)
+        """The job is gone: drop everything kept for it. (A creation still running ends on its
+        own, into the dropped record, and its requeue finds the job gone.)"""
+        self._records.pop(key, None)
+        self._turns.pop(key, None)
         self.queue.forget(key)
 
     def resync(self, keys: Iterable[JobKey]) -> None:
         """Leadership was (re)gained: forget what another leader may have overwritten, and look
         at every job again."""
-        self._written.clear()
-        self._deleting.clear()
+        for record in self._records.values():
+            record.written = None
+            record.deleting = None
         for key in keys:
             self.queue.add(key)
 
@@ -111,7 +129,7 @@ class Controller:
                 if not self._leading():
                     continue  # a standby keeps its indices warm; resync() requeues on takeover
                 await self.reconcile(key)
-                self._failures.pop(key, None)
+                self._succeeded(key)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -119,9 +137,16 @@ class Controller:
             finally:
                 self.queue.done(key)
 
+    def _succeeded(self, key: JobKey) -> None:
+        record = self._records.get(key)
+        if record is not None:
+            record.failures = 0
+
     def _retry_later(self, key: JobKey, error: Exception) -> None:
         RECONCILE_ERRORS.inc()
-        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        record = self._record(key)
+        record.failures += 1
+        failures = record.failures
         delay = min(MAX_RETRY_DELAY_SECONDS, 0.5 * 2**failures)
         level = logging.WARNING if isinstance(error, Transient | Refused) else logging.ERROR
         _log(key).log(
@@ -148,23 +173,27 @@ class Controller:
         if seen is None:
             self.forget(key)
             return None
-        job = replace(seen, status=self._previous_status(key, seen))
-        decision = decide(job, self._observe(key, job), self._clock(), self._settings)
+        record = self._record(key)
+        job = replace(seen, status=self._previous_status(record, seen))
+        decision = decide(job, self._observe(record, job), self._clock(), self._settings)
         if decision.create_ranks:
             # Creating pods is the slow part under load: it runs beside the workers, so the
             # status of jobs already running never waits behind it. The status is written in
             # the pass after, once the pods exist: a recorded replica means a created pod.
             if len(self._creations) >= self._max_creating:
-                self._waiting_to_create[key] = None  # requeued when a creation ends
+                self._turns[key] = None  # requeued when a creation ends
                 return decision
-            self._waiting_to_create.pop(key, None)
+            self._turns.pop(key, None)
             self._creations[key] = asyncio.create_task(
-                self._create_then_requeue(key, job, decision), name=f"create {key[0]}/{key[1]}"
+                self._create_then_requeue(key, record, job, decision),
+                name=f"create {key[0]}/{key[1]}",
             )
             return decision
-        held_back = decision.changed and self._held_back(key, job, decision)
+        held_back = decision.changed and self._held_back(key, record, job, decision)
         # A pod event waits for the write that answers it; events from now on start a new clock.
-        pod_event_at = None if held_back else self._pod_event_at.pop(key, None)
+        pod_event_at = None
+        if not held_back:
+            pod_event_at, record.pod_event_at = record.pod_event_at, None
         if decision.changed and not held_back:
             patch = merge_patch(job.status, decision.status)
             write = self._api.patch_status(job.namespace, job.name, patch)
@@ -174,21 +203,21 @@ class Controller:
                 await asyncio.gather(self._delete_service(key, job), write)
             else:
                 await write
-            self._written[key] = decision.status
-            self._batch_due.pop(key, None)
+            record.written = decision.status
+            record.batch_due = None
             if pod_event_at is not None:
-                POD_EVENT_TO_STATUS.observe(time.monotonic() - pod_event_at)
+                POD_EVENT_TO_STATUS.observe(self._monotonic() - pod_event_at)
         if decision.event is not None:
             was = job.status.state.value if job.status.state else "new"
             TRANSITIONS.labels(was, decision.status.state, decision.event.reason).inc()
             await self._emit(key, job, decision)
             self.queue.add(key)  # a new state can enable the next rule: CANCELING -> SUCCESS
-        await self._delete(key, job, decision.delete_pods)
+        await self._delete(record, job, decision.delete_pods)
         if decision.recheck_at is not None:
             self.queue.add_at(key, decision.recheck_at)
         return decision
 
-    def _held_back(self, key: JobKey, job: Job, decision: Decision) -> bool:
+    def _held_back(self, key: JobKey, record: JobRecord, job: Job, decision: Decision) -> bool:
         """Whether this change waits for the batch period (and the key is requeued for then).
         Level-triggered: the pass at the due time recomputes it from what is observed then."""
         urgent = (
@@ -197,35 +226,36 @@ class Controller:
         )
         if urgent or self._batch_seconds <= 0:
             return False
-        now = time.monotonic()
-        due = self._batch_due.setdefault(key, now + self._batch_seconds)
+        now = self._monotonic()
+        if record.batch_due is None:
+            record.batch_due = now + self._batch_seconds
+        due = record.batch_due
         if now >= due:
             return False
         self.queue.add_after(key, due - now)
         return True
 
-    def _previous_status(self, key: JobKey, job: Job) -> UCloudJobStatus:
-        written = self._written.get(key)
+    def _previous_status(self, record: JobRecord, job: Job) -> UCloudJobStatus:
+        written = record.written
         if written is None:
             return job.status
         if job.status == written:
-            del self._written[key]  # the watch has caught up
+            record.written = None  # the watch has caught up
         return written
 
-    def _observe(self, key: JobKey, job: Job) -> Observed:
+    def _observe(self, record: JobRecord, job: Job) -> Observed:
         pods: dict[int, ReplicaPod] = {}
-        for pod in self._pods(key):
+        for pod in self._pods((job.namespace, job.name)):
             # Pods left by an earlier job of the same name belong to another owner uid.
             if pod.rank is not None and pod.owner_uid == job.uid:
                 pods[pod.rank] = pod
-        creating = self._creating.get(key)
+        creating = record.creating
         if creating:
-            now = time.monotonic()
+            now = self._monotonic()
             for rank in [r for r, until in creating.items() if r in pods or until < now]:
                 del creating[rank]
-        deleting = self._deleting.get(key)
-        if deleting:
-            deleting &= {pod.name for pod in pods.values()}
+        if record.deleting:
+            record.deleting &= {pod.name for pod in pods.values()}
         nodes: dict[str, NodeHealth] = {}
         for pod in pods.values():
             health = self._nodes(pod.node) if pod.node else None
@@ -234,28 +264,30 @@ class Controller:
         return Observed(
             pods=pods,
             creating=frozenset(creating or ()),
-            refused=dict(self._refused.get(key, {})),
+            refused=dict(record.refused or {}),
             nodes=nodes,
         )
 
-    async def _create_then_requeue(self, key: JobKey, job: Job, decision: Decision) -> None:
+    async def _create_then_requeue(
+        self, key: JobKey, record: JobRecord, job: Job, decision: Decision
+    ) -> None:
         try:
-            await self._create(key, job, decision)
+            await self._create(key, record, job, decision)
         except asyncio.CancelledError:
             raise
         except Exception as error:
             self._retry_later(key, error)
         else:
-            self._failures.pop(key, None)
+            record.failures = 0
             self.queue.add(key)
         finally:
             del self._creations[key]
-            if self._waiting_to_create:  # the next job's turn
-                turn = next(iter(self._waiting_to_create))
-                del self._waiting_to_create[turn]
+            if self._turns:  # the next job's turn
+                turn = next(iter(self._turns))
+                del self._turns[turn]
                 self.queue.add(turn)
 
-    async def _create(self, key: JobKey, job: Job, decision: Decision) -> None:
+    async def _create(self, key: JobKey, record: JobRecord, job: Job, decision: Decision) -> None:
         assert job.spec is not None  # rule 3a fails jobs without a readable spec
         if decision.create_service:
             try:
@@ -267,13 +299,17 @@ class Controller:
         results = await asyncio.gather(
             *(self._create_one(body) for body in bodies), return_exceptions=True
         )
-        until = time.monotonic() + CREATE_EXPECTATION_SECONDS
+        until = self._monotonic() + CREATE_EXPECTATION_SECONDS
         transient: BaseException | None = None
         for rank, result in zip(ranks, results, strict=True):
             if result is None:
-                self._creating.setdefault(key, {})[rank] = until
+                if record.creating is None:
+                    record.creating = {}
+                record.creating[rank] = until
             elif isinstance(result, Refused):
-                self._refused.setdefault(key, {})[rank] = str(result)
+                if record.refused is None:
+                    record.refused = {}
+                record.refused[rank] = str(result)
             else:
                 transient = result
         if transient is not None:
@@ -300,10 +336,12 @@ class Controller:
             # Only a cost to the cluster: the job's deletion still takes the Service with it.
             _log(key).warning("could not delete the headless Service: %s", error)
 
-    async def _delete(self, key: JobKey, job: Job, names: tuple[str, ...]) -> None:
+    async def _delete(self, record: JobRecord, job: Job, names: tuple[str, ...]) -> None:
         if not names:
             return  # most passes: no set kept per job for nothing
-        deleting = self._deleting.setdefault(key, set())
+        if record.deleting is None:
+            record.deleting = set()
+        deleting = record.deleting
         wanted = [name for name in names if name not in deleting]
         if not wanted:
             return

@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import aiohttp
 from kubernetes import client, config
@@ -103,6 +103,7 @@ class KubeApi:
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=5.0)
         self._session: aiohttp.ClientSession | None = None
         self._watch_session: aiohttp.ClientSession | None = None
+        self._token: str | None = None
         self._token_read_at = 0.0
 
     async def start(self) -> None:
@@ -297,21 +298,18 @@ class KubeApi:
         return headers
 
     def _bearer_token(self) -> str | None:
-        """The token the client configuration holds ("BearerToken" since client 36), re-read
-        from its source at most once a minute: bound service-account tokens rotate."""
-        configuration = self._configuration
-        hook = configuration.refresh_api_key_hook
+        """The Authorization header of the client configuration, as the `kubernetes` client's own
+        `auth_settings()` gives it (which runs the configuration's refresh hook), read again at
+        most once a minute: bound service-account tokens rotate."""
         now = time.monotonic()
-        if hook is not None and now - self._token_read_at > _TOKEN_REFRESH_SECONDS:
-            hook(configuration)
+        if self._token_read_at == 0.0 or now - self._token_read_at > _TOKEN_REFRESH_SECONDS:
+            settings = cast(Mapping[str, Mapping[str, Any]], self._configuration.auth_settings())
+            self._token = next(
+                (str(a["value"]) for a in settings.values() if a["in"] == "header" and a["value"]),
+                None,
+            )
             self._token_read_at = now
-        for name in ("BearerToken", "authorization"):
-            key = (configuration.api_key or {}).get(name)
-            if key:
-                prefix = (configuration.api_key_prefix or {}).get(name)
-                value = f"{prefix} {key}" if prefix else str(key)
-                return value if value.lower().startswith("bearer ") else f"Bearer {value}"
-        return None
+        return self._token
 
     def _ssl_context(self) -> ssl.SSLContext | bool:
         configuration = self._configuration

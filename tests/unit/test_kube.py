@@ -33,13 +33,22 @@ def api_with(**api_key: str) -> KubeApi:
 
 
 def test_token_from_a_kubeconfig_or_the_service_account() -> None:
-    # kubernetes >= 36 stores it as "BearerToken", already prefixed.
+    # The kubeconfig and in-cluster loaders store it as "BearerToken", already prefixed.
     headers = api_with(BearerToken="Bearer abc")._headers("application/json")
     assert headers["Authorization"] == "Bearer abc"
 
 
-def test_token_under_the_old_name_gets_its_prefix() -> None:
-    assert api_with(authorization="abc")._headers("x")["Authorization"] == "Bearer abc"
+def test_token_under_the_old_name_is_sent_as_the_client_sends_it() -> None:
+    assert api_with(authorization="bearer abc")._headers("x")["Authorization"] == "bearer abc"
+
+
+def test_a_rotated_token_is_read_again_after_a_minute() -> None:
+    api = api_with(BearerToken="Bearer old")
+    assert api._headers("x")["Authorization"] == "Bearer old"
+    api._configuration.api_key["BearerToken"] = "Bearer new"  # what the refresh hook does
+    assert api._headers("x")["Authorization"] == "Bearer old"
+    api._token_read_at -= 61  # a minute later
+    assert api._headers("x")["Authorization"] == "Bearer new"
 
 
 def test_client_certificates_send_no_authorization_header() -> None:
@@ -141,8 +150,9 @@ async def answering(answers: list[tuple[int, dict[str, str]]]) -> tuple[TestServ
     async def answer(request: web.Request) -> web.Response:
         if script:
             status, headers = script.pop(0)
-            return web.json_response({"kind": "Status", "message": f"busy: {status}"},
-                                     status=status, headers=headers)
+            return web.json_response(
+                {"kind": "Status", "message": f"busy: {status}"}, status=status, headers=headers
+            )
         if request.method == "POST":
             return web.json_response({"kind": "Pod"}, status=201)
         return web.json_response({"items": [], "metadata": {"resourceVersion": "5"}})
@@ -193,9 +203,7 @@ async def test_a_write_waits_as_long_as_retry_after_asks(
         (429, {"Retry-After": format_datetime(WALL - timedelta(seconds=30), usegmt=True)}),
     ],
 )
-async def test_a_write_waits_at_least_its_own_backoff(
-    status: int, headers: dict[str, str]
-) -> None:
+async def test_a_write_waits_at_least_its_own_backoff(status: int, headers: dict[str, str]) -> None:
     server, api, slept = await answering([(status, headers)])
     try:
         await api.create(POD)
@@ -248,8 +256,14 @@ async def test_a_watch_refused_for_now_carries_the_wait_asked() -> None:
 @pytest.mark.parametrize(
     ("status", "header", "seconds"),
     [
-        (429, "3", 3.0), (503, "1.5", 1.5), (429, "-4", 0.0), (429, "", None),
-        (429, "nan", None), (429, "later", None), (502, "3", None), (200, "3", None),
+        (429, "3", 3.0),
+        (503, "1.5", 1.5),
+        (429, "-4", 0.0),
+        (429, "", None),
+        (429, "nan", None),
+        (429, "later", None),
+        (502, "3", None),
+        (200, "3", None),
         (429, "Sun, 01 Mar 2026 12:01:00 GMT", 60.0),
     ],
 )

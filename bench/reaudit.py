@@ -1,6 +1,6 @@
 """Recount the API requests of a finished run from its artifacts (audit logs and watch events).
 
-    .venv/bin/python bench/reaudit.py bench/results/<date>.json artifacts/bench/<date>
+    .venv/bin/python bench/reaudit.py bench/results/<date>/<date>.json artifacts/bench/<date>
 
 For runs whose audit log rotated (before the driver raised the rotation size) or whose counting
 must be redone: reads every audit file of each cluster (rotated backups included), rebuilds the

@@ -1,6 +1,6 @@
 """The plot and the Markdown table of a results file.
 
-.venv/bin/python bench/report.py bench/results/latest.json   # re-draw latest.png / latest.md
+.venv/bin/python bench/report.py bench/results/latest.json   # re-draw the latest run's PNG and .md
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def _loop_lag(metrics: dict[str, Any] | None) -> float | None:
 
 def main() -> int:
     default = Path(__file__).parent / "results" / "latest.json"
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else default
+    path = (Path(sys.argv[1]) if len(sys.argv) > 1 else default).resolve()  # latest.* are links
     out = json.loads(path.read_text())
     png = plot(out, path.with_suffix(".png"))
     md = path.with_suffix(".md")

@@ -15,8 +15,9 @@ audit log is made; then:
    --run-seconds), timed by bench/watcher.py, counted by the audit log;
 3. last, `--resident` UCloudJobs kept running to measure the operator's memory.
 
-The results go to bench/results/<date>.json, latest.json, a PNG of the latency distributions
-and a Markdown table; bench/README.md documents every key. Every wait is bounded in time.
+The results go to bench/results/<date>/ (`--out DIR`: DIR/<date>/): <date>.json, a PNG of the
+latency distributions and a Markdown table, with DIR/latest.* links to them; bench/README.md
+documents every key. Every wait is bounded in time.
 
 This module is the entry point and writes the results; bench/README.md (Files) lists the
 modules that do the rest.
@@ -95,24 +96,33 @@ async def main_async(args: Settings) -> int:
 
 
 def write_results(out: dict[str, Any], folder: Path, stamp: str, partial: bool) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    dated = folder / f"{stamp}.json"
-    tmp = folder / f"{stamp}.json.tmp"
+    """Write folder/<stamp>/<stamp>.json (.png, .md), and point folder/latest.* at them."""
+    run = folder / stamp
+    run.mkdir(parents=True, exist_ok=True)
+    dated = run / f"{stamp}.json"
+    tmp = run / f"{stamp}.json.tmp"
     tmp.write_text(json.dumps(out, indent=1, default=str) + "\n")
     tmp.replace(dated)
     if partial or not (out["scales"] or out.get("resident")):
         return [dated]  # latest.* only ever point at a run that measured something
-    latest = folder / "latest.json"
-    shutil.copyfile(dated, latest)
-    paths = [dated, latest]
+    paths = [dated]
     if out["scales"]:
-        png = report.plot(out, folder / f"{stamp}.png")
-        shutil.copyfile(png, folder / "latest.png")
-        md = folder / f"{stamp}.md"
+        png = report.plot(out, run / f"{stamp}.png")
+        md = run / f"{stamp}.md"
         md.write_text(report.table(out))
-        shutil.copyfile(md, folder / "latest.md")
         paths += [png, md]
+    for path in paths:
+        link_latest(folder / f"latest{path.suffix}", path)
     return paths
+
+
+def link_latest(link: Path, target: Path) -> None:
+    """link -> target as a relative symlink, replacing what was there (never writing through an
+    old link into the run it pointed at)."""
+    tmp = link.with_name(link.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target.relative_to(link.parent))
+    tmp.replace(link)
 
 
 async def guarded(args: Settings) -> int:

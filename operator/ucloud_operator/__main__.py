@@ -25,13 +25,7 @@ logger = logging.getLogger(__package__)
 
 def main(argv: Sequence[str] | None = None) -> int:
     ours = settings_module.parse(argv)
-    log_format = kopf.LogFormat.JSON if ours.log_format == "json" else kopf.LogFormat.FULL
-    kopf.configure(debug=ours.log_level == "DEBUG", log_format=log_format, log_refkey="job")
-    logging.getLogger().setLevel(ours.log_level)
-    logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
-    if ours.log_level != "DEBUG":  # kopf logs every handled watch event at INFO
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    configure_logging(ours.log_format, ours.log_level)
     logger.info(
         "starting: namespaces=%s image-pull-grace=%ss node-lost-grace=%ss pod-policy=%s workers=%d "
         "api-concurrency=%d leader-elect=%s",
@@ -64,6 +58,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     return 0
+
+
+def configure_logging(log_format: str, log_level: str) -> None:
+    """kopf's formatters: a line about a job names it, as a `[namespace/name]` prefix in text
+    and under "job" in JSON."""
+    json_lines = log_format == "json"
+    kopf.configure(
+        debug=log_level == "DEBUG",
+        log_format=kopf.LogFormat.JSON if json_lines else kopf.LogFormat.FULL,
+        log_prefix=not json_lines,
+        log_refkey="job",
+    )
+    logging.getLogger().setLevel(log_level)
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    if log_level != "DEBUG":  # kopf logs every handled watch event at INFO
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
 
 def lease_usable(ours: OperatorSettings) -> bool:

@@ -14,12 +14,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
+
+import kopf
 
 from .children import build_replica_pod, build_service
 from .kube import JobApi, Refused, Transient
 from .metrics import POD_EVENT_TO_STATUS, RECONCILE, RECONCILE_ERRORS, TRANSITIONS
-from .models import UCloudJobStatus
+from .models import GROUP, KIND, VERSION, UCloudJobStatus
 from .nodes import NodeHealth
 from .replicas import ReplicaPod
 from .rules import Job, Observed, Settings, decide
@@ -363,6 +365,22 @@ def merge_patch(previous: UCloudJobStatus, status: UCloudJobStatus) -> dict[str,
 
 
 def _log(key: JobKey) -> logging.LoggerAdapter[logging.Logger]:
+    """This module's logger, with the job attached the way kopf's public `ObjectLogger` attaches
+    its object: kopf's formatters then prefix text lines with it and put it under "job" in JSON
+    lines (`kopf.configure(log_refkey="job")`)."""
     namespace, name = key
-    ref = {"apiVersion": "ucloud.dk/v1", "kind": "UCloudJob", "namespace": namespace, "name": name}
-    return logging.LoggerAdapter(logger, {"k8s_ref": ref, "k8s_skip": True})
+    metadata = {"namespace": namespace, "name": name}
+    body: dict[str, object] = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": metadata,
+    }
+    adapter = kopf.ObjectLogger(body=kopf.Body(cast(kopf.RawBody, body)), settings=_LOG_SETTINGS)
+    adapter.logger = logger  # kopf's adapter, this module's logger and level
+    return adapter
+
+
+# kopf posts the lines of its object loggers as Kubernetes Events unless told not to: the
+# controller posts its own, one per state change.
+_LOG_SETTINGS = kopf.OperatorSettings()
+_LOG_SETTINGS.posting.enabled = False

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -87,8 +90,13 @@ class World:
 async def test_a_new_job_gets_its_pods_service_status_and_event_in_that_order() -> None:
     world = World(job(replicas=2))
     decision = await world.reconcile()
-    assert world.api.kinds() == ["create Service", "create Pod", "create Pod", "patch status",
-                                 "event"]
+    assert world.api.kinds() == [
+        "create Service",
+        "create Pod",
+        "create Pod",
+        "patch status",
+        "event",
+    ]
     assert decision.status.state is JobState.IN_QUEUE
     patch = world.api.calls[3][1]
     assert patch["state"] == "IN_QUEUE"
@@ -134,7 +142,10 @@ async def test_the_written_status_is_used_until_the_watch_catches_up() -> None:
     # The watch never shows a status here: each pass must build on the one written before.
     passes = [await world.reconcile() for _ in range(3)]
     assert [p.status.state for p in passes] == [
-        JobState.IN_QUEUE, JobState.CANCELING, JobState.SUCCESS]
+        JobState.IN_QUEUE,
+        JobState.CANCELING,
+        JobState.SUCCESS,
+    ]
     states = [c[1]["state"] for c in world.api.calls if c[0] == "patch status"]
     assert states == ["IN_QUEUE", "CANCELING", "SUCCESS"]
 
@@ -233,15 +244,21 @@ async def test_pods_are_created_beside_the_workers_and_the_status_follows() -> N
     assert KEY in world.controller.queue  # requeued for the status
     decision = await world.controller.reconcile(KEY)
     assert decision.status.state is JobState.IN_QUEUE
-    assert world.api.kinds() == ["create Service", "create Pod", "create Pod", "patch status",
-                                 "event"]
+    assert world.api.kinds() == [
+        "create Service",
+        "create Pod",
+        "create Pod",
+        "patch status",
+        "event",
+    ]
 
 
 async def test_pods_are_created_for_a_few_jobs_at_a_time_and_the_rest_wait_their_turn() -> None:
     api = FakeApi()
     jobs: dict[JobKey, Job] = {("default", f"j{i}"): replace(job(), name=f"j{i}") for i in range(3)}
-    controller = Controller(api, Settings(), jobs.get, lambda key: [], clock=lambda: NOW,
-                            create_concurrency=1)  # two jobs' pods at a time
+    controller = Controller(
+        api, Settings(), jobs.get, lambda key: [], clock=lambda: NOW, create_concurrency=1
+    )  # two jobs' pods at a time
     first, second, third = jobs
     for key in jobs:
         await controller.reconcile(key)
@@ -272,9 +289,15 @@ async def test_the_node_of_a_replica_is_read_and_its_loss_fails_the_job_after_th
     lost = await world.reconcile()
     assert lost.status.state is JobState.FAILURE
     assert lost.status.message == (
-        "replica 1 (sim-1): its node node-1 stopped reporting 61s ago (Ready=Unknown)")
-    assert world.api.kinds() == ["delete Service", "patch status", "event", "delete Pod",
-                                 "delete Pod"]
+        "replica 1 (sim-1): its node node-1 stopped reporting 61s ago (Ready=Unknown)"
+    )
+    assert world.api.kinds() == [
+        "delete Service",
+        "patch status",
+        "event",
+        "delete Pod",
+        "delete Pod",
+    ]
 
 
 async def test_pods_of_an_earlier_job_of_the_same_name_are_ignored() -> None:
@@ -313,5 +336,41 @@ async def test_worker_retries_a_failed_reconcile_with_backoff() -> None:
 def test_merge_patch_nulls_fields_that_are_gone() -> None:
     before = UCloudJobStatus(state=JobState.RUNNING, expires_at=NOW, message="m")
     after = UCloudJobStatus(state=JobState.RUNNING, message="m")
-    assert merge_patch(before, after) == {"expiresAt": None, "state": "RUNNING", "message": "m",
-                                          "conditions": [], "replicaStatuses": [], "updates": []}
+    assert merge_patch(before, after) == {
+        "expiresAt": None,
+        "state": "RUNNING",
+        "message": "m",
+        "conditions": [],
+        "replicaStatuses": [],
+        "updates": [],
+    }
+
+
+LOG_PROBE = """
+from ucloud_operator.__main__ import configure_logging
+from ucloud_operator.controller import _log
+configure_logging("{fmt}", "INFO")
+_log(("team-a", "train")).info("IN_QUEUE -> RUNNING")
+"""
+
+
+def logged(fmt: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", LOG_PROBE.format(fmt=fmt)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout + result.stderr
+
+
+def test_a_json_log_line_carries_its_job_under_job() -> None:
+    line = json.loads(logged("json").strip().splitlines()[-1])
+    assert line["message"] == "IN_QUEUE -> RUNNING"
+    assert line["job"]["namespace"] == "team-a" and line["job"]["name"] == "train"
+    assert line["job"]["kind"] == "UCloudJob"
+
+
+def test_a_text_log_line_names_its_job() -> None:
+    assert "[team-a/train] IN_QUEUE -> RUNNING" in logged("text")

@@ -13,7 +13,8 @@ from ucloud_operator.jobs import read_job
 from ucloud_operator.models import JOB_NAME_LABEL, RANK_LABEL, JobState, UCloudJobStatus
 from ucloud_operator.nodes import UNREACHABLE_TAINT, NodeHealth, observe_node
 from ucloud_operator.replicas import ReplicaPod, observe
-from ucloud_operator.state import Decision, Job, Observed, Settings, decide
+from ucloud_operator.rules import Job, Observed, Settings, decide
+from ucloud_operator.status import Decision
 
 NOW = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
 JOB_UID = "job-uid-1"

@@ -18,7 +18,6 @@ from .kube import load_client_config
 from .leader import KubernetesLeaseApi, LeaderElector, LeaseUnusable
 from .memories import CompactMemories
 from .settings import OperatorSettings
-from .wirejson import decode_kopf_streams
 
 logger = logging.getLogger(__package__)
 
@@ -41,7 +40,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.warning("%s", sentence)
     if ours.leader_elect and not lease_usable(ours):
         return 1
-    decode_kopf_streams()
     # libuv's event loop, as `kopf run` takes when uvloop is installed.
     uvloop.run(
         kopf.operator(

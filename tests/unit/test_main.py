@@ -35,7 +35,6 @@ def test_the_operator_names_itself_without_a_passwd_entry(monkeypatch: pytest.Mo
     monkeypatch.setattr(getpass, "getuser", no_such_user)
     monkeypatch.setattr(kopf, "operator", fake_operator)
     monkeypatch.setattr(kopf, "configure", lambda **_: None)
-    monkeypatch.setattr(entry, "decode_kopf_streams", lambda: None)
     monkeypatch.setenv("POD_NAME", "ucloud-operator-7d9f-abcde")
 
     def run_coroutine(coroutine: Any) -> None:  # the fake operator finishes without awaiting
@@ -79,7 +78,6 @@ def no_kopf(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     monkeypatch.setattr(kopf, "operator", fake_operator)
     monkeypatch.setattr(kopf, "configure", lambda **_: None)
-    monkeypatch.setattr(entry, "decode_kopf_streams", lambda: None)
     monkeypatch.setattr(uvloop, "run", run_coroutine)
     monkeypatch.setattr(entry, "load_client_config", client.Configuration)
     monkeypatch.setattr(entry, "KubernetesLeaseApi", RefusingLeaseApi)

@@ -1,4 +1,5 @@
-"""Fakes the unit tests share: a scripted list-and-watch API and what it answers with."""
+"""Fakes the unit tests share: the controller's recording API, and a scripted list-and-watch API
+and what it answers with."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from ucloud_operator.kube import Forbidden
+from ucloud_operator.kube import Forbidden, Refused, Transient
+from ucloud_operator.status import Event
 
 from .builders import NodeBuilder, PodBuilder
 
@@ -76,3 +78,37 @@ def forbidden() -> Forbidden:
         'nodes is forbidden: User "system:serviceaccount:ucloud-system:ucloud-op"'
         ' cannot list resource "nodes" in API group "" at the cluster scope'
     )
+
+
+class FakeApi:
+    """Records every call; `refuse` and `fail` make creates fail."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.refuse: dict[str, str] = {}
+        self.fail: set[str] = set()
+
+    async def create(self, body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        self.calls.append((f"create {body['kind']}", name))
+        if name in self.refuse:
+            raise Refused(self.refuse[name])
+        if name in self.fail:
+            raise Transient("connection reset")
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        self.calls.append(("delete Pod", name))
+
+    async def delete_service(self, namespace: str, name: str) -> None:
+        self.calls.append(("delete Service", name))
+        if name in self.fail:
+            raise Transient("connection reset")
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.calls.append(("patch status", status))
+
+    async def emit_event(self, namespace: str, name: str, uid: str, event: Event) -> None:
+        self.calls.append(("event", event.reason))
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, _ in self.calls]

@@ -11,50 +11,15 @@ from datetime import timedelta
 from typing import Any
 
 from ucloud_operator.controller import Controller, JobKey, merge_patch
-from ucloud_operator.kube import Refused, Transient
 from ucloud_operator.models import JobState, UCloudJobStatus
 from ucloud_operator.nodes import NodeHealth
 from ucloud_operator.replicas import ReplicaPod
 from ucloud_operator.rules import Job, Settings
-from ucloud_operator.status import Event
 
 from .builders import NOW, job, node, pod
+from .fakes import FakeApi
 
 KEY: JobKey = ("default", "sim")
-
-
-class FakeApi:
-    """Records every call; `refuse` and `fail` make creates fail."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.refuse: dict[str, str] = {}
-        self.fail: set[str] = set()
-
-    async def create(self, body: dict[str, Any]) -> None:
-        name = body["metadata"]["name"]
-        self.calls.append((f"create {body['kind']}", name))
-        if name in self.refuse:
-            raise Refused(self.refuse[name])
-        if name in self.fail:
-            raise Transient("connection reset")
-
-    async def delete_pod(self, namespace: str, name: str) -> None:
-        self.calls.append(("delete Pod", name))
-
-    async def delete_service(self, namespace: str, name: str) -> None:
-        self.calls.append(("delete Service", name))
-        if name in self.fail:
-            raise Transient("connection reset")
-
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self.calls.append(("patch status", status))
-
-    async def emit_event(self, namespace: str, name: str, uid: str, event: Event) -> None:
-        self.calls.append(("event", event.reason))
-
-    def kinds(self) -> list[str]:
-        return [kind for kind, _ in self.calls]
 
 
 class World:

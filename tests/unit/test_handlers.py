@@ -14,8 +14,7 @@ from ucloud_operator.rules import Settings
 from ucloud_operator.settings import parse
 
 from .builders import node
-from .test_controller import FakeApi
-from .test_informer import ScriptedApi, forbidden, page, pod_of
+from .fakes import FakeApi, ScriptedApi, forbidden, page, pod_of
 
 
 class RecordingController(Controller):
@@ -37,15 +36,23 @@ class Started:
         self.controller = RecordingController()
         self.runtime.start_pod_informers(pods_api, pods, self.controller)  # type: ignore[arg-type]
         self.runtime.start_node_informer(
-            nodes_api, NodeIndex(), pods, self.controller  # type: ignore[arg-type]
+            nodes_api,
+            NodeIndex(),
+            pods,
+            self.controller,  # type: ignore[arg-type]
         )
         self.runtime.task = asyncio.create_task(self.runtime.run_controller(self.controller, 1))
-        self.watcher = asyncio.create_task(asyncio.Event().wait(),
-                                           name="watcher for ucloudjobs.v1.ucloud.dk@none")
+        self.watcher = asyncio.create_task(
+            asyncio.Event().wait(), name="watcher for ucloudjobs.v1.ucloud.dk@none"
+        )
 
     async def stop(self) -> None:
-        tasks = [self.runtime.task, self.runtime.node_task, self.watcher,
-                 *self.runtime.informer_tasks]
+        tasks = [
+            self.runtime.task,
+            self.runtime.node_task,
+            self.watcher,
+            *self.runtime.informer_tasks,
+        ]
         for task in tasks:
             assert task is not None
             task.cancel()
@@ -53,8 +60,9 @@ class Started:
 
 
 @asynccontextmanager
-async def started(pods_api: ScriptedApi, nodes_api: ScriptedApi,
-                  pods: PodIndex | None = None) -> AsyncIterator[Started]:
+async def started(
+    pods_api: ScriptedApi, nodes_api: ScriptedApi, pods: PodIndex | None = None
+) -> AsyncIterator[Started]:
     running = Started(pods_api, nodes_api, pods or PodIndex())
     try:
         yield running
@@ -68,8 +76,7 @@ async def test_a_node_that_stops_reporting_queues_the_jobs_with_a_replica_on_it(
     for replica in replicas:  # known before the nodes are listed
         pods.put(replica.observe())
     pods_api = ScriptedApi(lists=[page(replicas, "1")], watches=[])
-    nodes_api = ScriptedApi(lists=[page([node("n0").unreachable(5), node("n1")], "3")],
-                            watches=[])
+    nodes_api = ScriptedApi(lists=[page([node("n0").unreachable(5), node("n1")], "3")], watches=[])
     async with started(pods_api, nodes_api, pods) as running:
         await asyncio.wait_for(nodes_api.drained.wait(), 5)
         by_node = [key for key, pod_event in running.controller.enqueued if not pod_event]

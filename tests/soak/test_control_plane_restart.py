@@ -41,11 +41,21 @@ def stop(component: str) -> tuple[list[str], str]:
     os.kill(pid, signal.SIGTERM)
     poll(
         f"{component} to exit",
-        lambda: not Path(f"/proc/{pid}").exists(),
+        lambda: exited(pid),
         lambda: f"{component} (pid {pid}) still runs",
-        30,
+        120,  # kube-apiserver stops listening at once, but drains for up to a minute or so
     )
     return command, cwd
+
+
+def exited(pid: int) -> bool:
+    """Gone, or a zombie: kwokctl's processes are not our children, and whoever inherited
+    them may never reap them."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def start(command: list[str], cwd: str) -> None:

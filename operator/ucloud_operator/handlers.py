@@ -20,9 +20,10 @@ import kopf
 from kubernetes import client
 
 from .controller import Controller, JobKey
-from .http import Check, Server, watchers_alive
+from .http import Check, Server
 from .informer import NodeIndex, NodeInformer, PodIndex, PodInformer
 from .jobs import ParsedJobs, StoredJob
+from .kopf_internals import watchers_alive
 from .kube import KubeApi, load_client_config
 from .leader import KubernetesLeaseApi, LeaderElector
 from .metrics import (

@@ -6,7 +6,6 @@ probe fails with it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,21 +20,6 @@ from .metrics import REGISTRY
 class Check:
     ok: bool
     detail: dict[str, object]
-
-
-def watchers_alive(resources: tuple[str, ...]) -> Check:
-    """kopf runs one task per watched resource ("watcher for <resource>@<namespace>"); a task that
-    ended is a watch that stalled for good."""
-    watchers = {
-        t.get_name(): not t.done()
-        for t in asyncio.all_tasks()
-        if t.get_name().startswith("watcher for ")
-    }
-    detail: dict[str, object] = {"watchers": watchers}
-    ok = all(watchers.values()) and all(
-        any(resource in name for name in watchers) for resource in resources
-    )
-    return Check(ok, detail)
 
 
 def parse_address(address: str, default_host: str = "0.0.0.0") -> tuple[str, int]:

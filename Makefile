@@ -82,7 +82,7 @@ clean: ## remove the virtualenv and caches (not the control-plane cache)
 CHART := helm/ucloud-operator
 IMAGE ?= ucloud-operator:dev
 
-.PHONY: manifests chart-lint image e2e-local e2e-image e2e-node e2e-kind
+.PHONY: manifests chart-lint chart-docs chart-docs-check image e2e-local e2e-image e2e-node e2e-kind
 
 manifests: ## copy manifests/crd.yaml into the chart and render manifests/install.yaml from it
 	bin="$$(hack/build-control-plane.sh | tail -n1)"; source hack/versions.env; \
@@ -95,11 +95,28 @@ manifests: ## copy manifests/crd.yaml into the chart and render manifests/instal
 	  "$$bin/helm" template ucloud-operator $(CHART) --namespace ucloud-system \
 	    --kube-version "$$KUBE_VERSION"; } > manifests/install.yaml
 
-chart-lint: ## helm lint --strict the chart with each of its ci/*-values.yaml
+chart-lint: chart-docs-check ## helm lint --strict the chart with each of its ci/*-values.yaml; its README is fresh
 	bin="$$(hack/build-control-plane.sh | tail -n1)"; \
 	for values in $(CHART)/ci/*-values.yaml; do \
 	  echo "helm lint --strict -f $$values"; "$$bin/helm" lint --strict $(CHART) -f "$$values"; \
 	done
+
+# helm-docs (hack/build-helm-docs.sh): README.md from README.md.gotmpl and values.yaml's `# --`
+# comments, values in file order. (Its --documentation-strict-mode refuses documented parents
+# too; tests/unit/test_chart_conventions.py checks that every value has a description.)
+HELM_DOCS_FLAGS := --sort-values-order file --log-level warning
+
+chart-docs: ## regenerate the chart's README.md from README.md.gotmpl and values.yaml (helm-docs)
+	helm_docs="$$(hack/build-helm-docs.sh | tail -n1)"; \
+	"$$helm_docs" --chart-search-root $(CHART) $(HELM_DOCS_FLAGS)
+
+chart-docs-check: ## fail when the chart's README.md is not what `make chart-docs` makes
+	helm_docs="$$(hack/build-helm-docs.sh | tail -n1)"; \
+	work="$$(mktemp -d)"; trap 'rm -rf "$$work"' EXIT; \
+	cp -R $(CHART) "$$work/chart"; rm "$$work/chart/README.md"; \
+	"$$helm_docs" --chart-search-root "$$work/chart" $(HELM_DOCS_FLAGS); \
+	diff -u $(CHART)/README.md "$$work/chart/README.md" || \
+	  { echo "$(CHART)/README.md is stale: run \`make chart-docs\` (it is generated from README.md.gotmpl and values.yaml)" >&2; exit 1; }
 
 image: ## build the operator image as $(IMAGE): docker if its engine runs, else podman (hack/image.sh)
 	IMAGE=$(IMAGE) hack/image.sh

@@ -105,3 +105,12 @@ Nodes (list, watch: the node informer) are granted apart, by a ClusterRole in rb
   resources: ["events"]
   verbs: ["create"]
 {{- end }}
+
+{{/*
+"true" when the chart renders the CRD, else empty: crds.enabled (absent from a release upgraded
+with --reuse-values from before it: true) and its old name crds.install, which such a release
+still carries; either one false leaves the CRD out.
+*/}}
+{{- define "ucloud-operator.crdsEnabled" -}}
+{{- if and (dig "crds" "enabled" true .Values.AsMap) (dig "crds" "install" true .Values.AsMap) }}true{{ end }}
+{{- end }}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, NoReturn
 
 from . import __version__
 from .rules import Settings
@@ -46,18 +48,43 @@ def _env(environ: Mapping[str, str], name: str, default: str) -> str:
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return value
 
+
+# The environment variable of each flag. Their values are parsed as the flags are, before the
+# command line (which wins), so a bad value gets the same clear message, naming the variable.
+ENV_FLAGS = {
+    "UCLOUD_IMAGE_PULL_GRACE": "--image-pull-grace",
+    "UCLOUD_NODE_LOST_GRACE": "--node-lost-grace",
+    "UCLOUD_POD_POLICY": "--pod-policy",
+    "UCLOUD_LOG_LEVEL": "--log-level",
+    "UCLOUD_LOG_FORMAT": "--log-format",
+    "UCLOUD_WORKERS": "--workers",
+    "UCLOUD_API_THREADS": "--api-concurrency",  # its old name; the new one below wins
+    "UCLOUD_API_CONCURRENCY": "--api-concurrency",
+    "UCLOUD_METRICS_ADDRESS": "--metrics-address",
+    "UCLOUD_HEALTH_ADDRESS": "--health-address",
+    "UCLOUD_LEADER_ELECT": "--leader-elect",
+    "UCLOUD_LEASE_NAMESPACE": "--lease-namespace",
+    "UCLOUD_LEASE_NAME": "--lease-name",
+}
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
 
 # Old names still read, and what replaced them.
 _OLD_FLAGS = {"--api-threads": "--api-concurrency"}
@@ -79,8 +106,20 @@ class _Store(argparse.Action):
             namespace.old_flags = [*namespace.old_flags, option_string]
 
 
-def parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose errors about a value set in the environment name the variable."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.from_env: dict[str, str] = {}  # variable -> flag, while their values are parsed
+
+    def error(self, message: str) -> NoReturn:
+        named = [env for env, flag in self.from_env.items() if f"argument {flag}" in message]
+        super().error(f"{message} (set by {named[-1]})" if named else message)
+
+
+def parser(environ: Mapping[str, str]) -> _Parser:
+    p = _Parser(
         prog="python -m ucloud_operator",
         description="Runs UCloudJobs (ucloudjobs.ucloud.dk/v1): replica pods in UCloud's states.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -99,14 +138,14 @@ def parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--image-pull-grace",
         type=_positive_float,
-        default=_positive_float(_env(environ, "UCLOUD_IMAGE_PULL_GRACE", "120")),
+        default=120.0,
         help="seconds an image pull (or container creation) may fail before the job FAILs "
         "[env UCLOUD_IMAGE_PULL_GRACE]",
     )
     p.add_argument(
         "--node-lost-grace",
         type=_positive_float,
-        default=_positive_float(_env(environ, "UCLOUD_NODE_LOST_GRACE", "60")),
+        default=60.0,
         help="seconds a replica's node may stop reporting (Ready Unknown or False, or the "
         "unreachable or not-ready taint) before the job FAILs with NodeLost "
         "[env UCLOUD_NODE_LOST_GRACE]",
@@ -114,7 +153,7 @@ def parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--pod-policy",
         choices=("enforce", "off"),
-        default=_env(environ, "UCLOUD_POD_POLICY", "enforce"),
+        default="enforce",
         help="refuse templates with privileged containers, hostPath volumes or host namespaces "
         "(FAILURE, TemplateNotAllowed) [env UCLOUD_POD_POLICY]",
     )
@@ -122,19 +161,19 @@ def parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--log-level",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         type=str.upper,
-        default=_env(environ, "UCLOUD_LOG_LEVEL", "INFO").upper(),
+        default="INFO",
         help="log level [env UCLOUD_LOG_LEVEL]",
     )
     p.add_argument(
         "--log-format",
         choices=("text", "json"),
-        default=_env(environ, "UCLOUD_LOG_FORMAT", "text"),
+        default="text",
         help="log format [env UCLOUD_LOG_FORMAT]",
     )
     p.add_argument(
         "--workers",
         type=_positive_int,
-        default=_positive_int(_env(environ, "UCLOUD_WORKERS", "16")),
+        default=16,
         help="jobs reconciled at once [env UCLOUD_WORKERS]",
     )
     p.add_argument(
@@ -143,48 +182,65 @@ def parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         dest="api_concurrency",
         action=_Store,
         type=_positive_int,
-        default=_positive_int(
-            _env(environ, "UCLOUD_API_CONCURRENCY", _env(environ, "UCLOUD_API_THREADS", "32"))
-        ),
+        default=32,
         help="API requests in flight at once [env UCLOUD_API_CONCURRENCY]; --api-threads and "
         "UCLOUD_API_THREADS are its old, deprecated names (read, with a warning)",
     )
     p.add_argument(
         "--metrics-address",
-        default=_env(environ, "UCLOUD_METRICS_ADDRESS", ":8080"),
+        default=":8080",
         help="host:port serving /metrics; empty to turn off [env UCLOUD_METRICS_ADDRESS]",
     )
     p.add_argument(
         "--health-address",
-        default=_env(environ, "UCLOUD_HEALTH_ADDRESS", ":8081"),
+        default=":8081",
         help="host:port serving /healthz and /readyz [env UCLOUD_HEALTH_ADDRESS]",
     )
     p.add_argument(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
-        default=_env(environ, "UCLOUD_LEADER_ELECT", "false").lower() in ("1", "true", "yes"),
+        default=False,
         help="act only while holding a coordination.k8s.io Lease, so that more replicas can "
         "stand by (needs get, create and update on it: the operator exits at start when "
         "refused); off suits a single process [env UCLOUD_LEADER_ELECT]",
     )
     p.add_argument(
         "--lease-namespace",
-        default=_env(environ, "UCLOUD_LEASE_NAMESPACE", environ.get("POD_NAMESPACE", "default")),
+        default=environ.get("POD_NAMESPACE") or "default",
         help="namespace of the Lease [env UCLOUD_LEASE_NAMESPACE, else POD_NAMESPACE]",
     )
     p.add_argument(
         "--lease-name",
-        default=_env(environ, "UCLOUD_LEASE_NAME", "ucloud-operator"),
+        default="ucloud-operator",
         help="name of the Lease [env UCLOUD_LEASE_NAME]",
     )
     return p
+
+
+def _as_argument(p: argparse.ArgumentParser, env: str, value: str) -> list[str]:
+    flag = ENV_FLAGS[env]
+    if flag != "--leader-elect":
+        return [f"{flag}={value}"]
+    if value.lower() in _TRUE:
+        return [flag]
+    if value.lower() in _FALSE:
+        return ["--no-leader-elect"]
+    p.error(f"{env}: expected one of {', '.join(_TRUE + _FALSE)}, got {value!r}")
 
 
 def parse(
     argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> OperatorSettings:
     environ = os.environ if environ is None else environ
-    args = parser(environ).parse_args(argv)
+    p = parser(environ)
+    from_env = {env: environ[env] for env in ENV_FLAGS if environ.get(env)}
+    p.from_env = {env: ENV_FLAGS[env] for env in from_env}
+    # Each variable apart, so that an error names the one at fault; then all, before argv.
+    env_args = [arg for env, value in from_env.items() for arg in _as_argument(p, env, value)]
+    for arg in env_args:
+        p.parse_args([arg])
+    p.from_env = {}
+    args = p.parse_args([*env_args, *(sys.argv[1:] if argv is None else argv)])
     deprecated = [f"{old} is deprecated: use {_OLD_FLAGS[old]}" for old in args.old_flags]
     deprecated += [
         f"{old} is deprecated: use {new}"

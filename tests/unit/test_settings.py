@@ -127,3 +127,33 @@ def test_the_help_documents_the_old_name() -> None:
     text = parser({}).format_help()
     assert "--api-concurrency API_CONCURRENCY, --api-threads API_CONCURRENCY" in text
     assert "UCLOUD_API_THREADS" in text and "deprecated" in text
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"UCLOUD_IMAGE_PULL_GRACE": "soon"},
+            "not a number: 'soon' (set by UCLOUD_IMAGE_PULL_GRACE)",
+        ),
+        ({"UCLOUD_WORKERS": "0"}, "must be >= 1, got 0 (set by UCLOUD_WORKERS)"),
+        ({"UCLOUD_POD_POLICY": "maybe"}, "invalid choice: 'maybe'"),
+        ({"UCLOUD_LOG_FORMAT": "xml"}, "(set by UCLOUD_LOG_FORMAT)"),
+        ({"UCLOUD_LEADER_ELECT": "perhaps"}, "UCLOUD_LEADER_ELECT: expected one of"),
+    ],
+)
+def test_bad_environment_values_are_refused_naming_the_variable(
+    environ: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        parse([], environ)
+    assert message in capsys.readouterr().err
+
+
+def test_the_command_line_wins_over_the_environment() -> None:
+    environ = {"UCLOUD_WORKERS": "3", "UCLOUD_LEADER_ELECT": "yes"}
+    assert parse(["--workers", "5", "--no-leader-elect"], environ).workers == 5
+    assert parse([], environ).workers == 3
+    # A bad variable is refused even when its flag is given too: the deployment is wrong.
+    with pytest.raises(SystemExit):
+        parse(["--workers", "5"], {"UCLOUD_WORKERS": "many"})

@@ -7,7 +7,9 @@
 #   1. helm install the chart into ucloud-system (labelled Pod Security "restricted", so the
 #      Deployment's pod must pass it), with the CRD, --wait; check the objects it made
 #   2. kubectl auth can-i --as=<the chart's ServiceAccount>: everything the operator needs, and
-#      nothing more (no secrets, no get, no cluster-wide pods in namespaced mode, ...)
+#      nothing more (no secrets, no get, no cluster-wide pods in namespaced mode, ...); and
+#      --as=<a user> bound to the built-in edit or view in a watched namespace: UCloudJobs through
+#      the chart's aggregated ClusterRoles (edit writes them, view reads them, neither the status)
 #   3. run the operator as a LOCAL process (KWOK runs no containers) with the args and env of
 #      the chart's Deployment, authenticated with a token of the chart's ServiceAccount, metrics
 #      and probes on free 127.0.0.1 ports; wait for /readyz
@@ -173,13 +175,14 @@ wait_until() {
 
 # ------------------------------------------------------------------------------------ can-i
 cani_table="$artifacts/can-i.txt"
-# expect yes|no VERB RESOURCE [kubectl auth can-i flags...]
+# expect yes|no VERB RESOURCE [kubectl auth can-i flags...]: as $as, else the ServiceAccount
+as=""
 expect() {
   local want="$1" got
   shift
-  got="$(kubectl auth can-i "$@" --as="$sa_user" 2>/dev/null)" || true
+  got="$(kubectl auth can-i "$@" --as="${as:-$sa_user}" 2>/dev/null)" || true
   got="${got%%$'\n'*}"
-  printf '%s|%s|%s|%s\n' "$mode" "$want" "${got:-error}" "$*" >>"$cani_table"
+  printf '%s|%s|%s|%s\n' "$mode" "$want" "${got:-error}" "$*${as:+ --as=$as}" >>"$cani_table"
   if [[ "$got" != "$want" ]]; then
     log "can-i $*: expected $want, got ${got:-error}"
     failures=$((failures + 1))
@@ -275,6 +278,47 @@ check_permissions() {
   log "permissions as expected ($(grep -c "^$mode|" "$cani_table") checks)"
 }
 
+# Users' access to UCloudJobs through the built-in roles (rbac.aggregateToDefaultRoles): a user
+# bound to the ClusterRole edit, and one bound to view, by RoleBindings in a watched namespace.
+editor=e2e-editor
+viewer=e2e-viewer
+can() { [[ "$(kubectl auth can-i "${@:2}" --as="$1" 2>/dev/null)" == yes ]]; }
+check_user_permissions() {
+  local ns="${watched[0]}" checks
+  failures=0
+  checks="$(wc -l <"$cani_table")"
+  kubectl create rolebinding "$editor" --clusterrole=edit --user="$editor" -n "$ns" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl create rolebinding "$viewer" --clusterrole=view --user="$viewer" -n "$ns" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  # The controller manager's aggregation controller copies the rules into edit and view.
+  wait_until "edit and view to include UCloudJobs (aggregation)" 60 \
+    eval 'can "$editor" create ucloudjobs.ucloud.dk -n "$ns" && can "$viewer" list ucloudjobs.ucloud.dk -n "$ns"'
+  log "kubectl auth can-i --as=$editor (edit in $ns), --as=$viewer (view in $ns)"
+  as="$editor"
+  local verb
+  for verb in get list watch create update patch delete deletecollection; do
+    expect yes "$verb" ucloudjobs.ucloud.dk -n "$ns"
+  done
+  expect no patch ucloudjobs.ucloud.dk --subresource=status -n "$ns"
+  expect no update ucloudjobs.ucloud.dk --subresource=status -n "$ns"
+  expect no create ucloudjobs.ucloud.dk -n "$unwatched"
+  expect no list ucloudjobs.ucloud.dk -A
+  expect yes create pods -n "$ns"  # what a UCloudJob amounts to: edit grants it already
+  as="$viewer"
+  for verb in get list watch; do
+    expect yes "$verb" ucloudjobs.ucloud.dk -n "$ns"
+  done
+  for verb in create update patch delete deletecollection; do
+    expect no "$verb" ucloudjobs.ucloud.dk -n "$ns"
+  done
+  expect no patch ucloudjobs.ucloud.dk --subresource=status -n "$ns"
+  expect no get ucloudjobs.ucloud.dk -n "$unwatched"
+  as=""
+  ((failures == 0)) || die "$failures user permission check(s) failed (see $cani_table)"
+  log "users' permissions as expected ($(($(wc -l <"$cani_table") - checks)) checks)"
+}
+
 # ------------------------------------------------------------------------------------ steps
 reset_cluster() {
   log "removing what a previous run left"
@@ -319,13 +363,15 @@ install_chart() {
   kubectl get serviceaccount "$release" -n "$system_ns" >/dev/null
   kubectl get service "$release-metrics" -n "$system_ns" >/dev/null
   local ns clusterroles
+  # Besides the users' ClusterRoles <release>-view and -edit, bound to nobody (checked apart).
+  kubectl get clusterrole "$release-view" "$release-edit" >/dev/null
   clusterroles="$(kubectl get clusterroles,clusterrolebindings -o name \
-    -l "app.kubernetes.io/instance=$release" | wc -l)"
+    -l "app.kubernetes.io/instance=$release" | grep -vcE "/$release-(view|edit)\$")" || true
   if [[ "$mode" == namespaced ]]; then
     for ns in "${watched[@]}"; do
       kubectl get role,rolebinding "$release" -n "$ns" >/dev/null
     done
-    ((clusterroles == 0)) || die "namespaced mode made $clusterroles cluster-wide RBAC objects"
+    ((clusterroles == 0)) || die "namespaced mode granted $clusterroles cluster-wide RBAC objects to the operator"
   else
     kubectl get clusterrole,clusterrolebinding "$release" "$release-nodes" >/dev/null
     ((clusterroles == 4)) ||
@@ -600,6 +646,8 @@ YAML
   [[ -z "$left" ]] || die "left after uninstall: $left"
   [[ "$(kubectl auth can-i list pods -n "${watched[0]}" --as="$sa_user" 2>/dev/null)" == no ]] ||
     die "the ServiceAccount still has permissions after uninstall"
+  wait_until "edit to lose UCloudJobs after uninstall (aggregation)" 60 \
+    eval '! can "$editor" create ucloudjobs.ucloud.dk -n "${watched[0]}"'
   log "uninstalled: CRD and UCloudJob kept, the rest removed"
   kubectl delete ucloudjob keep-check -n "${watched[0]}" >/dev/null
 }
@@ -630,6 +678,7 @@ for mode in "${modes[@]}"; do
   create_namespaces
   install_chart
   check_permissions
+  check_user_permissions
   sa_kubeconfig="$(service_account_kubeconfig)"
   start_operator "$sa_kubeconfig"
   run_tests

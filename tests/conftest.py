@@ -9,11 +9,11 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
+from tests.support.binaries import control_plane_bin
 from tests.support.cluster import ROOT, Cluster, create_namespace, in_artifacts, kubectl
 from tests.support.operator import OperatorProcess
 from ucloud_operator.models import GROUP, PLURAL
@@ -41,13 +41,7 @@ def kubeconfig() -> str:
 
 @pytest.fixture(scope="session")
 def kubectl_bin(kubeconfig: str) -> str:
-    out = subprocess.run(
-        ["bash", str(ROOT / "hack" / "build-control-plane.sh")],
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-    ).stdout
-    return str(Path(out.strip().splitlines()[-1]) / "kubectl")
+    return str(control_plane_bin() / "kubectl")
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +18,18 @@ import yaml
 
 from ucloud_operator import settings
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "helm" / "ucloud-operator"
-RELEASE, NAMESPACE = "ucloud-operator", "ucloud-system"
+from .charts import (
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    ROOT,
+    Render,
+    helm_template,
+    kinds,
+    named,
+    one,
+    template_text,
+)
 
 # Exactly the API calls the operator makes (README, "How it works"): (group, resource) -> verbs.
 EXPECTED_RULES = {
@@ -36,56 +42,9 @@ EXPECTED_RULES = {
 }
 # The node informer, granted apart by a ClusterRole (rbac.nodes): nodes are cluster-scoped.
 EXPECTED_NODE_RULES = {("", "nodes"): {"list", "watch"}}
-
-Render = Callable[..., list[dict[str, Any]]]
-
-
-def kube_version() -> str:
-    text = (ROOT / "hack" / "versions.env").read_text()
-    match = re.search(r"^KUBE_VERSION=(\S+)$", text, re.MULTILINE)
-    assert match, "KUBE_VERSION missing from hack/versions.env"
-    return match.group(1)
-
-
-@pytest.fixture(scope="module")
-def helm() -> str:
-    try:
-        out = subprocess.run(["bash", str(ROOT / "hack" / "build-control-plane.sh")], check=True,
-                             stdout=subprocess.PIPE, text=True).stdout
-    except (subprocess.CalledProcessError, FileNotFoundError) as error:  # pragma: no cover
-        found = shutil.which("helm")
-        if found is None:
-            pytest.fail(f"no helm binary: hack/build-control-plane.sh failed ({error})")
-        return found
-    return str(Path(out.strip().splitlines()[-1]) / "helm")
-
-
-def template_text(helm: str, *args: str) -> str:
-    # --kube-version: a helm built from Go modules defaults to v1.20, below the chart's kubeVersion.
-    result = subprocess.run(
-        [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
-         "--kube-version", kube_version(), *args],
-        capture_output=True, text=True, check=False,
-    )
-    assert result.returncode == 0, f"helm template {' '.join(args)} failed:\n{result.stderr}"
-    return result.stdout
-
-
-@pytest.fixture(scope="module")
-def render(helm: str) -> Render:
-    def _render(*args: str) -> list[dict[str, Any]]:
-        return [doc for doc in yaml.safe_load_all(template_text(helm, *args)) if doc]
-    return _render
-
-
-def kinds(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [d for d in docs if d["kind"] == kind]
-
-
-def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = kinds(docs, kind)
-    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
-    return found[0]
+# Users' ClusterRoles, aggregated into view/edit/admin and bound to nobody
+# (rbac.aggregateToDefaultRoles; tests/unit/test_chart_conventions.py checks them).
+USERS_ROLES = {f"{RELEASE}-view", f"{RELEASE}-edit"}
 
 
 def rules_of(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
@@ -112,21 +71,19 @@ def assert_least_privilege(
     assert rules_of(role) == expected
 
 
-def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    found = [d for d in kinds(docs, kind) if d["metadata"]["name"] == name]
-    assert len(found) == 1, f"expected one {kind} {name}, got {len(found)}"
-    return found[0]
-
-
 def assert_nodes_readable(docs: list[dict[str, Any]]) -> None:
     """The ClusterRole <release>-nodes, bound to the operator's ServiceAccount, reads nodes."""
     role = named(docs, "ClusterRole", f"{RELEASE}-nodes")
     assert_least_privilege(role, EXPECTED_NODE_RULES)
     binding = named(docs, "ClusterRoleBinding", f"{RELEASE}-nodes")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                  "name": f"{RELEASE}-nodes"}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE,
-                                    "namespace": NAMESPACE}]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": f"{RELEASE}-nodes",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}
+    ]
 
 
 # ---------------------------------------------------------------- chart metadata
@@ -164,11 +121,13 @@ def _assert_closed(schema: dict[str, Any], path: str = "") -> None:
 def test_values_schema_refuses_unknown_keys(helm: str) -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     _assert_closed(schema)
-    for typo in ("watchNamespace={a}", "crds.instal=false",
-                 "securityContext.readOnlyRootFileSystem=true", "operator.logFormat=xml"):
-        result = subprocess.run(
-            [helm, "template", RELEASE, str(CHART), "--kube-version", kube_version(),
-             "--set", typo], capture_output=True, text=True, check=False)
+    for typo in (
+        "watchNamespace={a}",
+        "crds.instal=false",
+        "securityContext.readOnlyRootFileSystem=true",
+        "operator.logFormat=xml",
+    ):
+        result = helm_template(helm, "--set", typo)
         assert result.returncode != 0, f"--set {typo} was accepted"
 
 
@@ -178,7 +137,8 @@ def test_values_schema_refuses_unknown_keys(helm: str) -> None:
 def test_chart_crd_file_is_a_copy_of_manifests_crd() -> None:
     copy = (CHART / "files" / "crd.yaml").read_text()
     assert copy == (ROOT / "manifests" / "crd.yaml").read_text(), (
-        "helm/ucloud-operator/files/crd.yaml differs from manifests/crd.yaml: run `make manifests`")
+        "helm/ucloud-operator/files/crd.yaml differs from manifests/crd.yaml: run `make manifests`"
+    )
 
 
 def test_rendered_crd_equals_manifests_crd(render: Render) -> None:
@@ -207,25 +167,34 @@ def test_install_yaml_is_a_fresh_render(helm: str) -> None:
     fresh = template_text(helm)
     header, found, _ = installed.partition(fresh)
     assert found and installed.endswith(fresh), (
-        "manifests/install.yaml is not the chart's default render: run `make manifests`")
+        "manifests/install.yaml is not the chart's default render: run `make manifests`"
+    )
     assert all(line.startswith("#") for line in header.splitlines()), header
 
 
 # ---------------------------------------------------------------- RBAC
 
 
+def operators_cluster_roles(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in kinds(docs, "ClusterRole") if r["metadata"]["name"] not in USERS_ROLES]
+
+
 def test_cluster_rbac_is_exactly_what_the_operator_calls(render: Render) -> None:
     docs = render()
-    assert len(kinds(docs, "ClusterRole")) == len(kinds(docs, "ClusterRoleBinding")) == 2
+    assert len(operators_cluster_roles(docs)) == len(kinds(docs, "ClusterRoleBinding")) == 2
     assert_nodes_readable(docs)
     role = named(docs, "ClusterRole", RELEASE)
     assert_least_privilege(role)
     binding = named(docs, "ClusterRoleBinding", RELEASE)
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                  "name": role["metadata"]["name"]}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
     sa = one(docs, "ServiceAccount")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
-                                    "namespace": NAMESPACE}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}
+    ]
     assert kinds(docs, "Role") == kinds(docs, "RoleBinding") == []
 
 
@@ -233,7 +202,7 @@ def test_namespaced_rbac_has_a_role_per_namespace_and_nothing_cluster_wide(
     render: Render,
 ) -> None:
     docs = render("-f", str(CHART / "ci" / "namespaced-values.yaml"))
-    assert kinds(docs, "ClusterRole") == kinds(docs, "ClusterRoleBinding") == []
+    assert operators_cluster_roles(docs) == kinds(docs, "ClusterRoleBinding") == []
     roles = kinds(docs, "Role")
     bindings = kinds(docs, "RoleBinding")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["a", "b"]
@@ -242,8 +211,9 @@ def test_namespaced_rbac_has_a_role_per_namespace_and_nothing_cluster_wide(
         assert_least_privilege(role)
     for binding in bindings:
         assert binding["roleRef"]["kind"] == "Role"
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE,
-                                        "namespace": NAMESPACE}]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}
+        ]
     args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert [a for a in args if a.startswith("--namespace")] == ["--namespace=a", "--namespace=b"]
 
@@ -251,14 +221,15 @@ def test_namespaced_rbac_has_a_role_per_namespace_and_nothing_cluster_wide(
 def test_reading_nodes_can_be_granted_to_a_namespaced_install_or_left_out(
     render: Render,
 ) -> None:
-    namespaced = render("-f", str(CHART / "ci" / "namespaced-values.yaml"),
-                        "--set", "rbac.nodes=true")
-    assert len(kinds(namespaced, "ClusterRole")) == 1
+    namespaced = render(
+        "-f", str(CHART / "ci" / "namespaced-values.yaml"), "--set", "rbac.nodes=true"
+    )
+    assert len(operators_cluster_roles(namespaced)) == 1
     assert len(kinds(namespaced, "ClusterRoleBinding")) == 1
     assert_nodes_readable(namespaced)
     cluster = render("--set", "rbac.nodes=false")
-    assert [r["metadata"]["name"] for r in kinds(cluster, "ClusterRole")] == [RELEASE]
-    assert_least_privilege(one(cluster, "ClusterRole"))
+    assert [r["metadata"]["name"] for r in operators_cluster_roles(cluster)] == [RELEASE]
+    assert_least_privilege(named(cluster, "ClusterRole", RELEASE))
 
 
 def test_values_of_a_release_older_than_node_lost_grace_still_render(render: Render) -> None:
@@ -270,17 +241,25 @@ def test_values_of_a_release_older_than_node_lost_grace_still_render(render: Ren
 
 
 def test_a_negative_node_lost_grace_is_refused(helm: str) -> None:
-    result = subprocess.run(
-        [helm, "template", RELEASE, str(CHART), "--kube-version", kube_version(),
-         "--set", "operator.nodeLostGrace=-1"], capture_output=True, text=True, check=False)
+    result = helm_template(helm, "--set", "operator.nodeLostGrace=-1")
     assert result.returncode != 0 and "nodeLostGrace" in result.stderr
 
 
 def test_rbac_and_service_account_can_be_left_out(render: Render) -> None:
-    docs = render("--set", "rbac.create=false", "--set", "serviceAccount.create=false",
-                  "--set", "serviceAccount.name=mine")
-    assert not [d for d in docs if d["kind"] in
-                {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "ServiceAccount"}]
+    docs = render(
+        "--set",
+        "rbac.create=false",
+        "--set",
+        "serviceAccount.create=false",
+        "--set",
+        "serviceAccount.name=mine",
+    )
+    assert not [
+        d
+        for d in docs
+        if d["kind"]
+        in {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "ServiceAccount"}
+    ]
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "mine"
 
@@ -310,8 +289,11 @@ def test_deployment_is_hardened(render: Render) -> None:
     assert mounts == {"tmp": "/tmp"}
     assert "emptyDir" in volumes["tmp"]
     assert set(container["resources"]) == {"requests", "limits"}
-    assert set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {
-        "cpu", "memory"}
+    assert (
+        set(container["resources"]["requests"])
+        == set(container["resources"]["limits"])
+        == {"cpu", "memory"}
+    )
 
 
 def test_deployment_probes_ports_args_and_env(render: Render) -> None:
@@ -322,13 +304,19 @@ def test_deployment_probes_ports_args_and_env(render: Render) -> None:
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     assert container["args"] == [
-        "--image-pull-grace=120", "--node-lost-grace=60", "--pod-policy=enforce",
+        "--image-pull-grace=120",
+        "--node-lost-grace=60",
+        "--pod-policy=enforce",
         "--log-level=INFO",
-        "--log-format=json", "--workers=16", "--api-concurrency=32",
-        "--metrics-address=:8080", "--health-address=:8081",
+        "--log-format=json",
+        "--workers=16",
+        "--api-concurrency=32",
+        "--metrics-address=:8080",
+        "--health-address=:8081",
     ]
     assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in (
-        container["env"])
+        container["env"]
+    )
     assert container["image"] == "ucloud-operator:0.1.0"  # the tag defaults to appVersion
 
 
@@ -356,29 +344,51 @@ def test_leader_election_adds_one_lease_and_standby_replicas(helm: str, render: 
     assert role["metadata"]["namespace"] == NAMESPACE
     assert role["rules"] == [
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-         "resourceNames": [RELEASE], "verbs": ["get", "update"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [RELEASE],
+            "verbs": ["get", "update"],
+        },
     ]
     assert_least_privilege(named(docs, "ClusterRole", RELEASE))  # the job rules are unchanged
-    refused = subprocess.run(
-        [helm, "template", RELEASE, str(CHART), "--kube-version", kube_version(),
-         "--set", "replicaCount=2"], capture_output=True, text=True, check=False)
+    refused = helm_template(helm, "--set", "replicaCount=2")
     assert refused.returncode != 0
     assert "leaderElection.enabled" in refused.stderr
 
 
 def test_values_reach_the_operator_flags(render: Render) -> None:
-    docs = render("--set", "operator.imagePullGrace=30", "--set", "operator.nodeLostGrace=0",
-                  "--set", "operator.podPolicy=off",
-                  "--set", "operator.logLevel=DEBUG", "--set", "operator.logFormat=text",
-                  "--set", "operator.apiConcurrency=8",
-                  "--set", "metrics.port=9090", "--set", "health.port=9091",
-                  "--set", "image.digest=sha256:" + "a" * 64)
+    docs = render(
+        "--set",
+        "operator.imagePullGrace=30",
+        "--set",
+        "operator.nodeLostGrace=0",
+        "--set",
+        "operator.podPolicy=off",
+        "--set",
+        "operator.logLevel=DEBUG",
+        "--set",
+        "operator.logFormat=text",
+        "--set",
+        "operator.apiConcurrency=8",
+        "--set",
+        "metrics.port=9090",
+        "--set",
+        "health.port=9091",
+        "--set",
+        "image.digest=sha256:" + "a" * 64,
+    )
     container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    for flag in ("--image-pull-grace=30", "--node-lost-grace=0", "--pod-policy=off",
-                 "--log-level=DEBUG",
-                 "--log-format=text", "--api-concurrency=8", "--metrics-address=:9090",
-                 "--health-address=:9091"):
+    for flag in (
+        "--image-pull-grace=30",
+        "--node-lost-grace=0",
+        "--pod-policy=off",
+        "--log-level=DEBUG",
+        "--log-format=text",
+        "--api-concurrency=8",
+        "--metrics-address=:9090",
+        "--health-address=:9091",
+    ):
         assert flag in container["args"]
     assert container["image"] == "ucloud-operator@sha256:" + "a" * 64
     service = one(docs, "Service")
@@ -405,8 +415,12 @@ def test_ci_values_render_and_lint(helm: str, render: Render, values: str) -> No
     path = CHART / "ci" / values
     docs = render("-f", str(path))
     assert one(docs, "Deployment")
-    lint = subprocess.run([helm, "lint", "--strict", str(CHART), "-f", str(path)],
-                          capture_output=True, text=True, check=False)
+    lint = subprocess.run(
+        [helm, "lint", "--strict", str(CHART), "-f", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
@@ -436,11 +450,16 @@ def test_admission_policy_refuses_what_the_pod_policy_refuses(render: Render) ->
 
 # The value behind each setting the chart passes (OperatorSettings field -> values.yaml key).
 SETTING_VALUES = {
-    "image_pull_grace": "operator.imagePullGrace", "node_lost_grace": "operator.nodeLostGrace",
-    "pod_policy": "operator.podPolicy", "log_level": "operator.logLevel",
-    "log_format": "operator.logFormat", "workers": "operator.workers",
-    "api_concurrency": "operator.apiConcurrency", "namespaces": "watchNamespaces",
-    "metrics_address": "metrics.port", "health_address": "health.port",
+    "image_pull_grace": "operator.imagePullGrace",
+    "node_lost_grace": "operator.nodeLostGrace",
+    "pod_policy": "operator.podPolicy",
+    "log_level": "operator.logLevel",
+    "log_format": "operator.logFormat",
+    "workers": "operator.workers",
+    "api_concurrency": "operator.apiConcurrency",
+    "namespaces": "watchNamespaces",
+    "metrics_address": "metrics.port",
+    "health_address": "health.port",
     "leader_elect": "leaderElection.enabled",
 }
 # The chart's defaults that differ from the operator's; values.yaml says why, next to the key.
@@ -464,15 +483,19 @@ def values_comment(key: str) -> str:
     return " ".join(reversed(comment))
 
 
-def operator_settings(deployment: dict[str, Any]) -> tuple[settings.OperatorSettings,
-                                                          settings.OperatorSettings]:
+def operator_settings(
+    deployment: dict[str, Any],
+) -> tuple[settings.OperatorSettings, settings.OperatorSettings]:
     """What the operator makes of the container's arguments and environment, with the
     downward API's values filled in; and its defaults in that same pod (no arguments, only
     the downward API's variables)."""
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     downward = {"metadata.name": "ucloud-operator-6c9d-x2x4q", "metadata.namespace": NAMESPACE}
-    pod_env = {e["name"]: downward[e["valueFrom"]["fieldRef"]["fieldPath"]]
-               for e in container["env"] if "fieldRef" in e.get("valueFrom", {})}
+    pod_env = {
+        e["name"]: downward[e["valueFrom"]["fieldRef"]["fieldPath"]]
+        for e in container["env"]
+        if "fieldRef" in e.get("valueFrom", {})
+    }
     env = {**pod_env, **{e["name"]: e["value"] for e in container["env"] if "value" in e}}
     try:
         ours = settings.parse(container["args"], env)
@@ -483,31 +506,55 @@ def operator_settings(deployment: dict[str, Any]) -> tuple[settings.OperatorSett
 
 def differences(chart: settings.OperatorSettings, default: settings.OperatorSettings) -> set[str]:
     ignored = {"instance"}  # random per process
-    return {name for name in SETTING_VALUES.keys() | vars(chart).keys() - ignored
-            if getattr(chart, name) != getattr(default, name)}
+    return {
+        name
+        for name in SETTING_VALUES.keys() | vars(chart).keys() - ignored
+        if getattr(chart, name) != getattr(default, name)
+    }
 
 
-@pytest.mark.parametrize("values", [
-    (),
-    ("-f", str(CHART / "ci" / "namespaced-values.yaml")),
-    ("--set", "leaderElection.enabled=true", "--set", "replicaCount=2"),
-    ("--set", "operator.apiConcurrency=null", "--set", "operator.apiThreads=16"),
-    ("--set", "operator.apiConcurrency=null", "--set", "operator.nodeLostGrace=null"),
-    ("--set", "operator.imagePullGrace=30", "--set", "operator.podPolicy=off",
-     "--set", "operator.logLevel=DEBUG", "--set", "operator.logFormat=text",
-     "--set", "operator.workers=4", "--set", "operator.apiConcurrency=64",
-     "--set", "metrics.port=9090", "--set", "health.port=9091"),
-], ids=["defaults", "namespaced", "leader", "reused-apiThreads", "reused-older", "set"])
+@pytest.mark.parametrize(
+    "values",
+    [
+        (),
+        ("-f", str(CHART / "ci" / "namespaced-values.yaml")),
+        ("--set", "leaderElection.enabled=true", "--set", "replicaCount=2"),
+        ("--set", "operator.apiConcurrency=null", "--set", "operator.apiThreads=16"),
+        ("--set", "operator.apiConcurrency=null", "--set", "operator.nodeLostGrace=null"),
+        (
+            "--set",
+            "operator.imagePullGrace=30",
+            "--set",
+            "operator.podPolicy=off",
+            "--set",
+            "operator.logLevel=DEBUG",
+            "--set",
+            "operator.logFormat=text",
+            "--set",
+            "operator.workers=4",
+            "--set",
+            "operator.apiConcurrency=64",
+            "--set",
+            "metrics.port=9090",
+            "--set",
+            "health.port=9091",
+        ),
+    ],
+    ids=["defaults", "namespaced", "leader", "reused-apiThreads", "reused-older", "set"],
+)
 def test_every_argument_and_variable_is_one_the_operator_documents(
     render: Render, values: tuple[str, ...]
 ) -> None:
     deployment = one(render(*values), "Deployment")
     operator_settings(deployment)  # parses
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    actions = {option: action for action in settings.parser({})._actions
-               for option in action.option_strings}
+    actions = {
+        option: action
+        for action in settings.parser({})._actions
+        for option in action.option_strings
+    }
     readme = (ROOT / "README.md").read_text()
-    documented = readme[readme.index("## Settings"):readme.index("## Metrics")]
+    documented = readme[readme.index("## Settings") : readme.index("## Metrics")]
     for arg in container["args"]:
         flag = arg.split("=", 1)[0]
         assert flag in actions, f"{arg}: not a flag of the operator"

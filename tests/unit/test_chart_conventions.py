@@ -12,38 +12,32 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from .test_chart import CHART, RELEASE, ROOT, Render, kinds, kube_version, named, one, template_text
+from .charts import CHART, RELEASE, ROOT, Render, kinds, kube_version, named, one
 
 NAMESPACED = ("-f", str(CHART / "ci" / "namespaced-values.yaml"))  # watches a and b
 STANDBY = ("--set", "leaderElection.enabled=true", "--set", "replicaCount=2")
 # What a release upgraded with `helm upgrade --reuse-values` from before these values lacks:
 # Helm then renders with the old chart's values, not the new defaults.
 OLDER_RELEASE = tuple(
-    arg for key in ("admissionPolicy.clusterWide", "crds.enabled", "rbac.aggregateToDefaultRoles",
-                    "podDisruptionBudget", "startupProbe", "networkPolicy")
-    for arg in ("--set", f"{key}=null"))
+    arg
+    for key in (
+        "admissionPolicy.clusterWide",
+        "crds.enabled",
+        "rbac.aggregateToDefaultRoles",
+        "podDisruptionBudget",
+        "startupProbe",
+        "networkPolicy",
+    )
+    for arg in ("--set", f"{key}=null")
+)
 # Kubernetes' user-facing roles, by the label that aggregates a ClusterRole into each.
 AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
-
-
-@pytest.fixture(scope="module")
-def helm() -> str:
-    """The cached helm (hack/build-control-plane.sh prints its folder; built once if missing)."""
-    out = subprocess.run(["bash", str(ROOT / "hack" / "build-control-plane.sh")], check=True,
-                         stdout=subprocess.PIPE, text=True).stdout
-    return str(Path(out.strip().splitlines()[-1]) / "helm")
-
-
-@pytest.fixture(scope="module")
-def render(helm: str) -> Render:
-    return lambda *args: [d for d in yaml.safe_load_all(template_text(helm, *args)) if d]
 
 
 def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -60,7 +54,10 @@ def refused(helm_bin: str, *args: str) -> str:
     """helm template's error for values the chart must refuse."""
     result = subprocess.run(
         [helm_bin, "template", RELEASE, str(CHART), "--kube-version", kube_version(), *args],
-        capture_output=True, text=True, check=False)
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode != 0, f"{args} rendered"
     return result.stderr
 
@@ -76,8 +73,11 @@ def namespace_selector(docs: list[dict[str, Any]]) -> Any:
 def test_a_namespaced_install_binds_its_admission_policy_to_its_namespaces(
     render: Render,
 ) -> None:
-    assert namespace_selector(render(*NAMESPACED)) == {"matchExpressions": [
-        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}]}
+    assert namespace_selector(render(*NAMESPACED)) == {
+        "matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}
+        ]
+    }
     # The policy itself still matches UCloudJobs only; the binding narrows it to a and b.
     policy = one(render(*NAMESPACED), "ValidatingAdmissionPolicy")
     assert "namespaceSelector" not in policy["spec"]["matchConstraints"]
@@ -98,8 +98,14 @@ def test_no_network_policy_by_default(render: Render) -> None:
 
 
 def test_the_network_policy_admits_only_the_metrics_and_health_ports(render: Render) -> None:
-    docs = render("--set", "networkPolicy.enabled=true",
-                  "--set", "metrics.port=9090", "--set", "health.port=9091")
+    docs = render(
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "metrics.port=9090",
+        "--set",
+        "health.port=9091",
+    )
     policy = one(docs, "NetworkPolicy")
     selector = policy["spec"]["podSelector"]["matchLabels"]
     pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
@@ -109,8 +115,10 @@ def test_the_network_policy_admits_only_the_metrics_and_health_ports(render: Ren
     assert "egress" not in policy["spec"]
     (rule,) = policy["spec"]["ingress"]
     ports = {p["name"]: p["containerPort"] for p in container_of(docs)["ports"]}
-    assert rule["ports"] == [{"port": ports["metrics"], "protocol": "TCP"},
-                             {"port": ports["health"], "protocol": "TCP"}]
+    assert rule["ports"] == [
+        {"port": ports["metrics"], "protocol": "TCP"},
+        {"port": ports["health"], "protocol": "TCP"},
+    ]
     assert [p["port"] for p in rule["ports"]] == [9090, 9091]
     assert "from" not in rule  # no peers given: any source, to those two ports only
 
@@ -118,9 +126,14 @@ def test_the_network_policy_admits_only_the_metrics_and_health_ports(render: Ren
 def test_the_network_policy_takes_its_peers_and_egress_from_values(render: Render) -> None:
     peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     egress = {"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}], "ports": [{"port": 6443}]}
-    docs = render("--set", "networkPolicy.enabled=true",
-                  "--set-json", f"networkPolicy.from={json.dumps([peer])}",
-                  "--set-json", f"networkPolicy.egress={json.dumps([egress])}")
+    docs = render(
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set-json",
+        f"networkPolicy.from={json.dumps([peer])}",
+        "--set-json",
+        f"networkPolicy.egress={json.dumps([egress])}",
+    )
     spec = one(docs, "NetworkPolicy")["spec"]
     assert spec["ingress"][0]["from"] == [peer]
     assert spec["policyTypes"] == ["Ingress", "Egress"]
@@ -135,8 +148,10 @@ def test_a_pod_disruption_budget_only_for_standby_replicas(render: Render) -> No
     assert kinds(render("--set", "leaderElection.enabled=true"), "PodDisruptionBudget") == []
     docs = render(*STANDBY)
     budget = one(docs, "PodDisruptionBudget")
-    assert budget["spec"] == {"minAvailable": 1, "selector": {
-        "matchLabels": one(docs, "Deployment")["spec"]["selector"]["matchLabels"]}}
+    assert budget["spec"] == {
+        "minAvailable": 1,
+        "selector": {"matchLabels": one(docs, "Deployment")["spec"]["selector"]["matchLabels"]},
+    }
     off = render(*STANDBY, "--set", "podDisruptionBudget.enabled=false")
     assert kinds(off, "PodDisruptionBudget") == []
 
@@ -155,13 +170,24 @@ def test_the_startup_probe_holds_liveness_off_until_healthz_answers(render: Rend
 
 
 def test_the_startup_probe_is_tuned_or_turned_off_by_values(render: Render) -> None:
-    probe = container_of(render(
-        "--set", "startupProbe.periodSeconds=5", "--set", "startupProbe.failureThreshold=120",
-        "--set", "startupProbe.timeoutSeconds=3", "--set", "startupProbe.initialDelaySeconds=1",
-    ))["startupProbe"]
+    probe = container_of(
+        render(
+            "--set",
+            "startupProbe.periodSeconds=5",
+            "--set",
+            "startupProbe.failureThreshold=120",
+            "--set",
+            "startupProbe.timeoutSeconds=3",
+            "--set",
+            "startupProbe.initialDelaySeconds=1",
+        )
+    )["startupProbe"]
     assert {k: v for k, v in probe.items() if k != "httpGet"} == {
-        "periodSeconds": 5, "failureThreshold": 120, "timeoutSeconds": 3,
-        "initialDelaySeconds": 1}
+        "periodSeconds": 5,
+        "failureThreshold": 120,
+        "timeoutSeconds": 3,
+        "initialDelaySeconds": 1,
+    }
     assert "startupProbe" not in container_of(render("--set", "startupProbe.enabled=false"))
 
 
@@ -204,7 +230,9 @@ def test_a_release_from_before_these_values_renders_as_with_their_defaults(
     assert one(older, "PodDisruptionBudget")
     assert kinds(older, "NetworkPolicy") == []
     assert {r["metadata"]["name"] for r in kinds(older, "ClusterRole")} == {
-        f"{RELEASE}-view", f"{RELEASE}-edit"}
+        f"{RELEASE}-view",
+        f"{RELEASE}-edit",
+    }
     # The template's copy of values.yaml's startupProbe defaults.
     assert container_of(older)["startupProbe"] == container_of(render())["startupProbe"]
     timings = ("initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold")
@@ -216,15 +244,26 @@ def test_a_release_from_before_these_values_renders_as_with_their_defaults(
 
 
 # Hosts of chart, image and package registries: Chart.yaml's links point at the project.
-REGISTRY_HOSTS = ("artifacthub.io", "docker.io", "ghcr.io", "quay.io", "gcr.io", "pypi.org",
-                  "registry", "charts.")
+REGISTRY_HOSTS = (
+    "artifacthub.io",
+    "docker.io",
+    "ghcr.io",
+    "quay.io",
+    "gcr.io",
+    "pypi.org",
+    "registry",
+    "charts.",
+)
 
 
 def test_chart_yaml_names_its_maintainers_and_no_registry() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["maintainers"] == [{"name": "ucloud-operator maintainers"}]
-    urls = [chart.get("home"), *chart.get("sources", []),
-            *(m.get("url") for m in chart["maintainers"])]
+    urls = [
+        chart.get("home"),
+        *chart.get("sources", []),
+        *(m.get("url") for m in chart["maintainers"]),
+    ]
     for url in filter(None, urls):
         assert url.startswith("https://"), url
         assert not any(host in url for host in REGISTRY_HOSTS), url
@@ -239,8 +278,11 @@ def test_chart_yaml_names_its_maintainers_and_no_registry() -> None:
 
 def aggregated(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The ClusterRoles that carry an aggregate-to-* label, by name."""
-    return {r["metadata"]["name"]: r for r in kinds(docs, "ClusterRole")
-            if any(k.startswith(AGGREGATE) for k in r["metadata"]["labels"])}
+    return {
+        r["metadata"]["name"]: r
+        for r in kinds(docs, "ClusterRole")
+        if any(k.startswith(AGGREGATE) for k in r["metadata"]["labels"])
+    }
 
 
 def aggregated_grants(docs: list[dict[str, Any]]) -> dict[str, dict[str, set[str]]]:
@@ -251,7 +293,10 @@ def aggregated_grants(docs: list[dict[str, Any]]) -> dict[str, dict[str, set[str
             if label.startswith(AGGREGATE) and value == "true":
                 for rule in role["rules"]:
                     assert rule["apiGroups"] == ["ucloud.dk"] and set(rule) == {
-                        "apiGroups", "resources", "verbs"}, rule
+                        "apiGroups",
+                        "resources",
+                        "verbs",
+                    }, rule
                     for resource in rule["resources"]:
                         verbs = grants.setdefault(label.removeprefix(AGGREGATE), {})
                         verbs.setdefault(resource, set()).update(rule["verbs"])
@@ -269,8 +314,10 @@ def test_users_get_ucloudjobs_through_the_built_in_roles(render: Render) -> None
         "admin": {"ucloudjobs": read | write},
     }
     # Bound to nobody: they only extend view, edit and admin wherever those are bound.
-    bound = {b["roleRef"]["name"] for b in [*kinds(docs, "ClusterRoleBinding"),
-                                            *kinds(docs, "RoleBinding")]}
+    bound = {
+        b["roleRef"]["name"]
+        for b in [*kinds(docs, "ClusterRoleBinding"), *kinds(docs, "RoleBinding")]
+    }
     assert not bound & set(aggregated(docs))
 
 
@@ -278,8 +325,19 @@ def test_users_roles_follow_rbac_values(render: Render) -> None:
     # A namespaced install has them too: users bound to edit in a watched namespace run jobs.
     assert set(aggregated(render(*NAMESPACED))) == {f"{RELEASE}-view", f"{RELEASE}-edit"}
     assert aggregated(render("--set", "rbac.aggregateToDefaultRoles=false")) == {}
-    assert aggregated(render("--set", "rbac.create=false", "--set", "serviceAccount.create=false",
-                             "--set", "serviceAccount.name=mine")) == {}
+    assert (
+        aggregated(
+            render(
+                "--set",
+                "rbac.create=false",
+                "--set",
+                "serviceAccount.create=false",
+                "--set",
+                "serviceAccount.name=mine",
+            )
+        )
+        == {}
+    )
 
 
 # ---------------------------------------------------------------- 9. the ci values
@@ -309,7 +367,7 @@ def readme_table(heading: str) -> list[list[str]]:
     lines = README.read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(heading))
     rows = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if line.startswith("|"):
             rows.append([cell.strip() for cell in line.strip("|").split("|")])
         elif rows:
@@ -319,8 +377,12 @@ def readme_table(heading: str) -> list[list[str]]:
 
 def test_the_chart_readme_is_what_helm_docs_makes() -> None:
     # The same target `make chart-lint` runs (it builds helm-docs into the cache if missing).
-    result = subprocess.run(["make", "-s", "-C", str(ROOT), "chart-docs-check"],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "chart-docs-check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (CHART / "README.md.gotmpl").exists()
     assert "README.md.gotmpl" in (CHART / ".helmignore").read_text().splitlines()
@@ -343,14 +405,19 @@ def verbs_in(cell: str) -> set[str]:
 def test_the_readme_rbac_table_is_what_the_templates_grant(render: Render) -> None:
     docs = render(*STANDBY)  # the leader election Role as well
     granted: dict[str, set[str]] = {}
-    roles = [named(docs, "ClusterRole", RELEASE), named(docs, "ClusterRole", f"{RELEASE}-nodes"),
-             one(docs, "Role")]
+    roles = [
+        named(docs, "ClusterRole", RELEASE),
+        named(docs, "ClusterRole", f"{RELEASE}-nodes"),
+        one(docs, "Role"),
+    ]
     for role in roles:
         for rule in role["rules"]:
             for resource in rule["resources"]:
                 granted.setdefault(resource, set()).update(rule["verbs"])
-    table = {re.sub(r"[`]", "", cells[0]).split()[0]: verbs_in(cells[1])
-             for cells in readme_table("The operator's RBAC")}
+    table = {
+        re.sub(r"[`]", "", cells[0]).split()[0]: verbs_in(cells[1])
+        for cells in readme_table("The operator's RBAC")
+    }
     assert table == granted
 
 
@@ -363,8 +430,9 @@ def test_the_readme_users_table_is_what_the_aggregated_roles_grant(render: Rende
     assert table == {role: resources["ucloudjobs"] for role, resources in grants.items()}
 
 
-@pytest.mark.parametrize("document", ["README.md", "docs/operations.md",
-                                      "helm/ucloud-operator/README.md"])
+@pytest.mark.parametrize(
+    "document", ["README.md", "docs/operations.md", "helm/ucloud-operator/README.md"]
+)
 def test_no_document_says_a_namespaced_install_is_wholly_namespaced(document: str) -> None:
     text = " ".join((ROOT / document).read_text().split())
     assert "nothing cluster-wide" not in text, document

@@ -233,9 +233,15 @@ def test_expires_at_is_started_at_plus_the_deadline(history: list[Step]) -> None
 
 @EXAMPLES
 @given(histories())
-def test_updates_never_exceed_64(history: list[Step]) -> None:
+def test_each_state_change_adds_one_update_and_nothing_else_does(history: list[Step]) -> None:
     for step in history:
-        assert len(step.decision.status.updates) <= MAX_UPDATES
+        before, after = step.job.status.updates, step.decision.status.updates
+        if step.decision.status.state is step.job.status.state:
+            assert after == before
+        else:
+            assert after[-1].state is step.decision.status.state
+            assert after[-1].reason == step.decision.status.reason
+            assert after[:-1] == before[-(MAX_UPDATES - 1) :]
 
 
 @EXAMPLES

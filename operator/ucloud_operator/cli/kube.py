@@ -27,6 +27,7 @@ class Kube:
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.host = api_client.configuration.host
+        self._jobs = (GROUP, VERSION, namespace, PLURAL)  # where this namespace's jobs are
 
     def _call(
         self,
@@ -56,71 +57,81 @@ class Kube:
             cause = getattr(error, "reason", None) or error
             raise CliError(f"cannot reach the API server at {self.host}: {cause}") from None
 
-    def get_job(self, name: str) -> dict[str, Any]:
+    def _request(
+        self, verb: str, resource: str, call: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> dict[str, Any]:
+        """A request of one answer, as the JSON the API server sent."""
         response = self._call(
-            "get", RESOURCE, self.custom.get_namespaced_custom_object,
-            GROUP, VERSION, self.namespace, PLURAL, name,
-            name=name, _preload_content=False, _request_timeout=REQUEST_TIMEOUT,
-        )  # fmt: skip
-        return _json(response)
+            verb,
+            resource,
+            call,
+            *args,
+            _preload_content=False,
+            _request_timeout=REQUEST_TIMEOUT,
+            **kwargs,
+        )
+        answer: dict[str, Any] = json.loads(response.data)
+        return answer
+
+    def get_job(self, name: str) -> dict[str, Any]:
+        get = self.custom.get_namespaced_custom_object
+        return self._request("get", RESOURCE, get, *self._jobs, name, name=name)
 
     def list_jobs(self, all_namespaces: bool) -> list[dict[str, Any]]:
         if all_namespaces:
-            call: Callable[..., Any] = self.custom.list_cluster_custom_object
-            args: tuple[str, ...] = (GROUP, VERSION, PLURAL)
+            everywhere = self.custom.list_cluster_custom_object
+            listed = self._request(
+                "list", RESOURCE, everywhere, GROUP, VERSION, PLURAL, all_namespaces=True
+            )
         else:
-            call = self.custom.list_namespaced_custom_object
-            args = (GROUP, VERSION, self.namespace, PLURAL)
-        response = self._call(
-            "list", RESOURCE, call, *args,
-            all_namespaces=all_namespaces,
-            _preload_content=False, _request_timeout=REQUEST_TIMEOUT,
-        )  # fmt: skip
-        items: list[dict[str, Any]] = _json(response).get("items") or []
+            listed = self._request(
+                "list", RESOURCE, self.custom.list_namespaced_custom_object, *self._jobs
+            )
+        items: list[dict[str, Any]] = listed.get("items") or []
         return sorted(items, key=lambda job: (namespace_of(job), name_of(job)))
 
     def patch_job(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """A merge patch; with metadata.resourceVersion in it, ConflictError if the job changed."""
-        response = self._call(
-            "patch", RESOURCE, self.custom.patch_namespaced_custom_object,
-            GROUP, VERSION, self.namespace, PLURAL, name, patch,
-            name=name, _preload_content=False, _request_timeout=REQUEST_TIMEOUT,
-        )  # fmt: skip
-        return _json(response)
+        merge = self.custom.patch_namespaced_custom_object
+        return self._request("patch", RESOURCE, merge, *self._jobs, name, patch, name=name)
 
     def watch_job(self, name: str, resource_version: str, seconds: int) -> Iterator[dict[str, Any]]:
         """The watch events of one job, for at most `seconds`; ends early when the
         resourceVersion is too old (410), for the caller to read the job afresh."""
         stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
             self.custom.list_namespaced_custom_object,
-            GROUP, VERSION, self.namespace, PLURAL,
+            GROUP,
+            VERSION,
+            self.namespace,
+            PLURAL,
             field_selector=f"metadata.name={name}",
             resource_version=resource_version,
             timeout_seconds=seconds,
             deserialize=False,
             _request_timeout=(REQUEST_TIMEOUT[0], seconds + 15),
-        )  # fmt: skip
+        )
         while event := self._call("watch", RESOURCE, _next_event, stream):
             yield event
 
     def list_events(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+        """The job's Events: core/v1 lists those posted through events.k8s.io/v1 too."""
         metadata = job.get("metadata", {})
         selector = (
             f"involvedObject.kind={KIND},involvedObject.name={metadata.get('name', '')},"
             f"involvedObject.uid={metadata.get('uid', '')}"
         )
-        response = self._call(
-            "list", "events", self.core.list_namespaced_event, self.namespace,
-            field_selector=selector, _preload_content=False, _request_timeout=REQUEST_TIMEOUT,
-        )  # fmt: skip
-        return _json(response).get("items") or []
+        listed = self._request(
+            "list",
+            "events",
+            self.core.list_namespaced_event,
+            self.namespace,
+            field_selector=selector,
+        )
+        return listed.get("items") or []
 
     def get_pod(self, name: str) -> dict[str, Any]:
-        response = self._call(
-            "get", "pods", self.core.read_namespaced_pod, name, self.namespace,
-            name=name, _preload_content=False, _request_timeout=REQUEST_TIMEOUT,
-        )  # fmt: skip
-        return _json(response)
+        read = self.core.read_namespaced_pod
+        return self._request("get", "pods", read, name, self.namespace, name=name)
 
     def pod_log(
         self, name: str, container: str | None, *, follow: bool, tail: int | None
@@ -128,11 +139,18 @@ class Kube:
         """The container's log as it arrives."""
         what = f'read the log of pod "{name}"' + (f', container "{container}"' if container else "")
         response = self._call(
-            "get", "pods/log", self.core.read_namespaced_pod_log, name, self.namespace,
-            container=container, follow=follow, tail_lines=tail, what=what,
+            "get",
+            "pods/log",
+            self.core.read_namespaced_pod_log,
+            name,
+            self.namespace,
+            container=container,
+            follow=follow,
+            tail_lines=tail,
+            what=what,
             _preload_content=False,
             _request_timeout=None if follow else REQUEST_TIMEOUT,  # a log may be quiet long
-        )  # fmt: skip
+        )
         chunks = response.stream(65536, decode_content=True)  # each chunk as it comes
         try:
             while chunk := self._call("get", "pods/log", next, chunks, b"", what=what):
@@ -149,11 +167,6 @@ def _next_event(stream: Iterator[dict[str, Any]]) -> dict[str, Any] | None:
         if error.status == 410:
             return None
         raise
-
-
-def _json(response: Any) -> dict[str, Any]:
-    parsed: dict[str, Any] = json.loads(response.data)
-    return parsed
 
 
 def connect(kubeconfig: str | None, context: str | None, namespace: str | None) -> Kube:

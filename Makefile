@@ -29,8 +29,8 @@ lint: $(VENV)/.bench-deps ## ruff and mypy (operator, tests, bench)
 	$(BIN)/mypy
 
 soak: $(BIN)/python ## the long reliability runs: 200 jobs under random SIGKILLs, control-plane restart
-	# A fresh cluster: the soak restarts its processes by hand, which kwokctl then no longer knows.
-	pkill -9 -f "kwok/clusters/$${SOAK_CLUSTER:-soak}/" || true
+	# A fresh cluster: the soak restarts processes by hand (recorded in kwokctl's pid files, so
+	# that `down` stops them, and only them).
 	UCLOUD_CLUSTER=$${SOAK_CLUSTER:-soak} hack/cluster.sh down
 	UCLOUD_CLUSTER=$${SOAK_CLUSTER:-soak} UCLOUD_CRASH_JOBS=200 UCLOUD_CRASH_KILLS=8 \
 	  $(BIN)/pytest tests/reliability/test_crash.py tests/soak -q -s

@@ -21,31 +21,48 @@ from ucloud_operator.models import JobState, Reason
 CONVERGE_BOUND = 90.0  # seconds after the API server answers again
 
 
-def component_pid(component: str) -> int:
-    name = os.environ.get("UCLOUD_CLUSTER", "ucloud")
-    out = subprocess.run(
-        ["pgrep", "-f", f"clusters/{name}/bin/{component} "],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert len(out) == 1, f"expected one {component} process, got {out}"
-    return int(out[0])
+class ControlPlane:
+    """The processes of this test's cluster, by the PIDs kwokctl recorded for them
+    (<cluster>/pids/<component>.pid): no name pattern, so no other cluster's or user's process
+    is ever signalled. A process restarted here is recorded in the same file, so that
+    `hack/cluster.sh down` (kwokctl) stops it with the rest."""
 
+    def __init__(self, kubeconfig: str) -> None:
+        # hack/cluster.sh's kubeconfig is a link to the one kwokctl keeps in the cluster's folder.
+        self.folder = Path(kubeconfig).resolve().parent
 
-def stop(component: str) -> tuple[list[str], str]:
-    """Stop a control-plane process; return how to start it again (its command line, cwd)."""
-    pid = component_pid(component)
-    command = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
-    cwd = os.readlink(f"/proc/{pid}/cwd")
-    os.kill(pid, signal.SIGTERM)
-    poll(
-        f"{component} to exit",
-        lambda: exited(pid),
-        lambda: f"{component} (pid {pid}) still runs",
-        120,  # kube-apiserver stops listening at once, but drains for up to a minute or so
-    )
-    return command, cwd
+    def pid_file(self, component: str) -> Path:
+        return self.folder / "pids" / f"{component}.pid"
+
+    def pid(self, component: str) -> int:
+        pid = int(self.pid_file(component).read_text().strip())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert str(self.folder).encode() in command, f"pid {pid} is not this cluster's {component}"
+        return pid
+
+    def stop(self, component: str) -> tuple[list[str], str]:
+        """Stop a process; return how to start it again (its command line, cwd)."""
+        pid = self.pid(component)
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        os.kill(pid, signal.SIGTERM)
+        poll(
+            f"{component} to exit",
+            lambda: exited(pid),
+            lambda: f"{component} (pid {pid}) still runs",
+            120,  # kube-apiserver stops listening at once, but drains for up to a minute or so
+        )
+        return command, cwd
+
+    def start(self, command: list[str], cwd: str) -> None:
+        component = Path(command[0]).name
+        log = Path(cwd) / "logs" / f"{component}.restarted.log"
+        log.parent.mkdir(exist_ok=True)
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                command, cwd=cwd, stdout=out, stderr=out, start_new_session=True
+            )
+        self.pid_file(component).write_text(str(process.pid))  # read bare by kwokctl
 
 
 def exited(pid: int) -> bool:
@@ -58,28 +75,22 @@ def exited(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
-def start(command: list[str], cwd: str) -> None:
-    log = Path(cwd) / "logs" / f"{Path(command[0]).name}.restarted.log"
-    log.parent.mkdir(exist_ok=True)
-    with log.open("ab") as out:
-        subprocess.Popen(command, cwd=cwd, stdout=out, stderr=out, start_new_session=True)
-
-
 def test_operator_survives_a_control_plane_restart(
-    cluster: Cluster, operator: OperatorProcess
+    cluster: Cluster, operator: OperatorProcess, kubeconfig: str
 ) -> None:
+    control_plane = ControlPlane(kubeconfig)
     before = [f"before-{i}" for i in range(5)]
     for name in before:
         cluster.create_job(name, replicas=2, annotations=exits(0, after="20s"))
     for name in before:
         cluster.wait_for_state(name, JobState.RUNNING, timeout=60)
     log = operator.log_size()
-    apiserver = stop("kube-apiserver")
-    etcd = stop("etcd")
+    apiserver = control_plane.stop("kube-apiserver")
+    etcd = control_plane.stop("etcd")
     # The outage lasts until the operator has felt it: its watches broke and it retries.
     operator.wait_for_log(r"watch of .* \(retry in", since=log)
-    start(*etcd)
-    start(*apiserver)
+    control_plane.start(*etcd)
+    control_plane.start(*apiserver)
     back = time.monotonic()
 
     def created() -> bool:  # refused, then 503 until its CRD paths are back

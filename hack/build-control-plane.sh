@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds the local control plane from Go modules into a cache outside the repo and prints the
 # folder that holds the binaries. Idempotent: a binary already in the cache is not rebuilt.
+# The versions come from hack/versions.env; KUBE_VERSION in the environment picks another
+# Kubernetes (e.g. KUBE_VERSION=1.37.2, with its etcd), built into a folder of its own beside the
+# default's: the folder's name carries every version.
 #
 # A user who already has the binaries sets UCLOUD_ASSETS to their folder (as envtest's
 # KUBEBUILDER_ASSETS); binaries found on PATH are linked in as well, so nothing is built.
@@ -9,6 +12,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=versions.env
 source "$here/versions.env"
+[[ "$KUBE_VERSION" =~ ^1\.[0-9]+\.[0-9]+$ ]] || { echo "build-control-plane: KUBE_VERSION=$KUBE_VERSION is not 1.N.P" >&2; exit 1; }
 
 # kubelet and kube-proxy are the real node's (hack/node.sh); they come from the same module.
 binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok kwokctl helm)

@@ -10,6 +10,11 @@
 #
 # Environment:
 #   UCLOUD_CLUSTER=ucloud       cluster name (several clusters can coexist)
+#   KUBE_VERSION=1.37.2         another Kubernetes than hack/versions.env's default (1.36.x, 1.37.x);
+#                               its binaries are built into their own cache folder
+#   UCLOUD_WORKLOAD_API=0       leave the Workload API off (by default on: the feature gates and the
+#                               scheduling.k8s.io version that serve Workload/PodGroup and turn on gang
+#                               scheduling, per Kubernetes minor; see workload_api_flags)
 #   UCLOUD_AUDIT_LOG=path       turn on the API server audit log (policy: hack/audit-policy.yaml)
 #   UCLOUD_NO_QPS_LIMITS=1      kwokctl --disable-qps-limits (no APF/inflight limits, high client QPS)
 #   UCLOUD_KWOKCTL_ARGS="..."   extra `kwokctl create cluster` flags, word-split
@@ -25,6 +30,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source-path=SCRIPTDIR source=versions.env
+source "$here/versions.env"  # KUBE_VERSION: the default, or the environment's
 cache_root="${UCLOUD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ucloud-operator}"
 cluster="${UCLOUD_CLUSTER:-ucloud}"
 # Keep kwokctl's state away from ~/.kwok (and from any ~/.kwok/kwok.yaml it would load by default).
@@ -50,6 +57,28 @@ bin_dir() {
 
 kc() { kubectl --kubeconfig "$kubeconfig" "$@"; }
 
+# The Workload API (scheduling.k8s.io Workload and PodGroup, the pods' spec.schedulingGroup) and
+# gang scheduling need a feature gate on kube-apiserver, kube-scheduler and kube-controller-manager
+# (storage, admission and RBAC; the GangScheduling plugin; the podgroup-protection controller) and
+# an API version the apiserver serves only when asked. The gates and the version differ by minor:
+# 1.36: GenericWorkload and GangScheduling (alpha), scheduling.k8s.io/v1alpha2;
+# 1.37: GenericWorkload (beta; GangScheduling is gone, so naming it is an error), scheduling.k8s.io/v1beta1
+# (v1alpha2 is gone). No API version is served by both.
+workload_api_flags() {
+  local gates="" runtime_config=""
+  if [[ "${UCLOUD_WORKLOAD_API:-1}" != 0 ]]; then
+    case "$KUBE_VERSION" in
+      1.36.*) gates=GenericWorkload=true,GangScheduling=true runtime_config=scheduling.k8s.io/v1alpha2=true ;;
+      1.37.*) gates=GenericWorkload=true runtime_config=scheduling.k8s.io/v1beta1=true ;;
+      *) die "no Workload API settings for Kubernetes $KUBE_VERSION (UCLOUD_WORKLOAD_API=0 runs without)" ;;
+    esac
+  fi
+  # kwokctl gives --kube-feature-gates to all three components and --kube-runtime-config to the
+  # apiserver (no --extra-args, so none of their ordering trouble). Empty values are stated too, so
+  # a stray KWOK_KUBE_FEATURE_GATES or KWOK_KUBE_RUNTIME_CONFIG cannot turn anything on.
+  args+=(--kube-feature-gates "$gates" --kube-runtime-config "$runtime_config")
+}
+
 kwokctl_args() {
   args=(
     --runtime binary
@@ -66,6 +95,7 @@ kwokctl_args() {
     # A healthy start takes seconds; fail in about 2 minutes rather than kwokctl's default 4+.
     --wait 60s --timeout 60s
   )
+  workload_api_flags
   configs=(--config "$stages")
   local extra=()  # COMPONENT=FLAG=VALUE, for kwokctl's --extra-args
   if [[ -n "${UCLOUD_AUDIT_LOG:-}" ]]; then
@@ -290,6 +320,7 @@ case "${1:-}" in
   env)
     bin_dir
     echo "export UCLOUD_CLUSTER=$(printf %q "$cluster")"
+    echo "export KUBE_VERSION=$(printf %q "$KUBE_VERSION")"
     echo "export KWOK_WORKDIR=$(printf %q "$KWOK_WORKDIR")"
     echo "export KUBECONFIG=$(printf %q "$kubeconfig")"
     echo "export PATH=$(printf %q "$bin"):\"\$PATH\""

@@ -22,6 +22,15 @@ RELEASE, NAMESPACE = "ucloud-operator", "ucloud-system"
 Render = Callable[..., list[dict[str, Any]]]
 
 
+def sets(*assignments: str) -> tuple[str, ...]:
+    """`--set` arguments of helm, one per assignment."""
+    return tuple(arg for assignment in assignments for arg in ("--set", assignment))
+
+
+# No RBAC objects and a ServiceAccount of the user's: the chart renders no role at all.
+NO_RBAC = sets("rbac.create=false", "serviceAccount.create=false", "serviceAccount.name=mine")
+
+
 def kube_version() -> str:
     text = (ROOT / "hack" / "versions.env").read_text()
     match = re.search(r"^KUBE_VERSION=(\S+)$", text, re.MULTILINE)

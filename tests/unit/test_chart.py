@@ -21,6 +21,7 @@ from ucloud_operator import settings
 from .charts import (
     CHART,
     NAMESPACE,
+    NO_RBAC,
     RELEASE,
     ROOT,
     Render,
@@ -28,10 +29,11 @@ from .charts import (
     kinds,
     named,
     one,
+    sets,
     template_text,
 )
 
-# Exactly the API calls the operator makes (README, "How it works"): (group, resource) -> verbs.
+# Exactly the API calls the operator makes (docs/architecture.md): (group, resource) -> verbs.
 EXPECTED_RULES = {
     ("ucloud.dk", "ucloudjobs"): {"list", "watch"},
     ("ucloud.dk", "ucloudjobs/status"): {"patch"},
@@ -246,14 +248,7 @@ def test_a_negative_node_lost_grace_is_refused(helm: str) -> None:
 
 
 def test_rbac_and_service_account_can_be_left_out(render: Render) -> None:
-    docs = render(
-        "--set",
-        "rbac.create=false",
-        "--set",
-        "serviceAccount.create=false",
-        "--set",
-        "serviceAccount.name=mine",
-    )
+    docs = render(*NO_RBAC)
     assert not [
         d
         for d in docs
@@ -521,22 +516,14 @@ def differences(chart: settings.OperatorSettings, default: settings.OperatorSett
         ("--set", "leaderElection.enabled=true", "--set", "replicaCount=2"),
         ("--set", "operator.apiConcurrency=null", "--set", "operator.apiThreads=16"),
         ("--set", "operator.apiConcurrency=null", "--set", "operator.nodeLostGrace=null"),
-        (
-            "--set",
+        sets(
             "operator.imagePullGrace=30",
-            "--set",
             "operator.podPolicy=off",
-            "--set",
             "operator.logLevel=DEBUG",
-            "--set",
             "operator.logFormat=text",
-            "--set",
             "operator.workers=4",
-            "--set",
             "operator.apiConcurrency=64",
-            "--set",
             "metrics.port=9090",
-            "--set",
             "health.port=9091",
         ),
     ],

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .charts import CHART, RELEASE, ROOT, Render, kinds, kube_version, named, one
+from .charts import CHART, NO_RBAC, RELEASE, ROOT, Render, kinds, kube_version, named, one, sets
 
 NAMESPACED = ("-f", str(CHART / "ci" / "namespaced-values.yaml"))  # watches a and b
 STANDBY = ("--set", "leaderElection.enabled=true", "--set", "replicaCount=2")
@@ -98,14 +98,7 @@ def test_no_network_policy_by_default(render: Render) -> None:
 
 
 def test_the_network_policy_admits_only_the_metrics_and_health_ports(render: Render) -> None:
-    docs = render(
-        "--set",
-        "networkPolicy.enabled=true",
-        "--set",
-        "metrics.port=9090",
-        "--set",
-        "health.port=9091",
-    )
+    docs = render(*sets("networkPolicy.enabled=true", "metrics.port=9090", "health.port=9091"))
     policy = one(docs, "NetworkPolicy")
     selector = policy["spec"]["podSelector"]["matchLabels"]
     pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
@@ -172,14 +165,12 @@ def test_the_startup_probe_holds_liveness_off_until_healthz_answers(render: Rend
 def test_the_startup_probe_is_tuned_or_turned_off_by_values(render: Render) -> None:
     probe = container_of(
         render(
-            "--set",
-            "startupProbe.periodSeconds=5",
-            "--set",
-            "startupProbe.failureThreshold=120",
-            "--set",
-            "startupProbe.timeoutSeconds=3",
-            "--set",
-            "startupProbe.initialDelaySeconds=1",
+            *sets(
+                "startupProbe.periodSeconds=5",
+                "startupProbe.failureThreshold=120",
+                "startupProbe.timeoutSeconds=3",
+                "startupProbe.initialDelaySeconds=1",
+            )
         )
     )["startupProbe"]
     assert {k: v for k, v in probe.items() if k != "httpGet"} == {
@@ -325,19 +316,7 @@ def test_users_roles_follow_rbac_values(render: Render) -> None:
     # A namespaced install has them too: users bound to edit in a watched namespace run jobs.
     assert set(aggregated(render(*NAMESPACED))) == {f"{RELEASE}-view", f"{RELEASE}-edit"}
     assert aggregated(render("--set", "rbac.aggregateToDefaultRoles=false")) == {}
-    assert (
-        aggregated(
-            render(
-                "--set",
-                "rbac.create=false",
-                "--set",
-                "serviceAccount.create=false",
-                "--set",
-                "serviceAccount.name=mine",
-            )
-        )
-        == {}
-    )
+    assert aggregated(render(*NO_RBAC)) == {}
 
 
 # ---------------------------------------------------------------- 9. the ci values

@@ -52,126 +52,21 @@
 #                             for an operator that does not need kubernetes.default.svc:443)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-root="$PWD"
+source hack/lib/e2e.sh
 
 operator_kind="${E2E_OPERATOR:-process}"
 case "$operator_kind" in
-  process) export UCLOUD_CLUSTER="${E2E_CLUSTER:-e2e}" name=e2e-local ;;
-  container) export UCLOUD_CLUSTER="${E2E_CLUSTER:-e2e-img}" name=e2e-image ;;
+  process) name=e2e-local; use_cluster "${E2E_CLUSTER:-e2e}" ;;
+  container) name=e2e-image; use_cluster "${E2E_CLUSTER:-e2e-img}" ;;
   *) echo "e2e-local: E2E_OPERATOR=$operator_kind: process or container" >&2; exit 2 ;;
 esac
-case "$UCLOUD_CLUSTER" in
-  ucloud | ci | itest | bench*)
-    echo "e2e-local: refusing cluster '$UCLOUD_CLUSTER': it belongs to make test/demo/CI/bench" >&2
-    exit 2 ;;
-esac
 read -r -a modes <<<"${E2E_MODES:-namespaced cluster leader}"
-release=ucloud-operator
-system_ns=ucloud-system
+summary="${modes[*]}"
 watched=(e2e-a e2e-b)
 unwatched=e2e-unwatched
-sa_user="system:serviceaccount:$system_ns:$release"
-chart="$root/helm/ucloud-operator"
-python="$root/.venv/bin/python"
-artifacts="${UCLOUD_ARTIFACTS:-$root/artifacts}/$name"
-rm -rf "$artifacts" && mkdir -p "$artifacts"
-work="$(mktemp -d "${TMPDIR:-/tmp}/ucloud-e2e-local.XXXXXX")"
-start=$SECONDS
-operator_pid=""
-operator_log=""
 image="${IMAGE:-ucloud-operator:e2e}"
 api_port_wanted="${E2E_APISERVER_PORT:-443}"
-container=""  # container mode: the running operator container's name
-mode=""
-failures=0
-
-log() { printf '\e[1m%s [%4ss]%s:\e[0m %s\n' "$name" "$((SECONDS - start))" "${mode:+ $mode}" "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
-
-[[ -x "$python" ]] || die "no $python: run \`make venv\`"
-bin="$(hack/build-control-plane.sh | tail -n1)"
-export PATH="$bin:$PATH"
-
-stop_operator() {
-  [[ -n "$operator_pid" ]] || return 0
-  if kill -0 "$operator_pid" 2>/dev/null; then
-    kill -TERM "$operator_pid" 2>/dev/null || true
-    local deadline=$((SECONDS + 15))
-    while kill -0 "$operator_pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-    if kill -0 "$operator_pid" 2>/dev/null; then
-      log "operator $operator_pid ignored SIGTERM for 15s; killing it"
-      kill -KILL "$operator_pid" 2>/dev/null || true
-    fi
-  fi
-  local rc=0
-  wait "$operator_pid" 2>/dev/null || rc=$?
-  operator_pid=""
-  if [[ -n "$container" ]]; then
-    log "container $container exited with $rc"
-    "${engine_cmd[@]}" inspect "$container" >"$artifacts/container-$mode.json" 2>&1 || true
-    "${engine_cmd[@]}" rm --force "$container" >/dev/null 2>&1 || true
-    container=""
-  fi
-}
-
-# The operator (the local process, or the `podman run` client attached to the container, which
-# forwards SIGTERM to it and exits with its exit code) is still running.
-operator_alive() { [[ -n "$operator_pid" ]] && kill -0 "$operator_pid" 2>/dev/null; }
-
-dump() {
-  log "dumping state to $artifacts"
-  {
-    echo "=== helm list -A"; helm list -A || true
-    echo "=== helm status"; helm status "$release" -n "$system_ns" || true
-    echo "=== $system_ns"; kubectl get all,serviceaccounts,roles,rolebindings -n "$system_ns" -o wide || true
-    echo "=== describe deployment"; kubectl describe deployment -n "$system_ns" || true
-    echo "=== cluster roles"; kubectl get clusterroles,clusterrolebindings -l app.kubernetes.io/name=ucloud-operator || true
-    echo "=== ucloudjobs"; kubectl get ucloudjobs -A -o yaml || true
-    echo "=== pods"; kubectl get pods -A -o wide || true
-    echo "=== events"; kubectl get events -A --sort-by=.lastTimestamp || true
-  } >"$artifacts/dump.txt" 2>&1
-  if [[ -n "$operator_log" && -f "$operator_log" ]]; then
-    log "operator log tail ($operator_log):"
-    tail -n 60 "$operator_log" >&2 || true
-  fi
-  log "last events:"
-  kubectl get events -A --sort-by=.lastTimestamp 2>/dev/null | tail -n 25 >&2 || true
-}
-
-finish() {
-  local rc=$?
-  stop_operator
-  if ((rc != 0)); then
-    dump
-  fi
-  if [[ "${E2E_KEEP_CLUSTER:-0}" == 1 ]]; then
-    log "keeping cluster $UCLOUD_CLUSTER: export KUBECONFIG=$KUBECONFIG"
-  else
-    hack/cluster.sh down >/dev/null 2>&1 || log "could not delete cluster $UCLOUD_CLUSTER"
-  fi
-  rm -rf "$work"
-  if ((rc == 0)); then
-    log "PASSED (${modes[*]}) in $((SECONDS - start))s; artifacts in $artifacts"
-  else
-    log "FAILED (exit $rc) after $((SECONDS - start))s; artifacts in $artifacts"
-  fi
-}
-trap finish EXIT
-
-free_port() {
-  "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Poll a command until it succeeds or the deadline passes.
-wait_until() {
-  local what="$1" seconds="$2"
-  shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || die "timed out after ${seconds}s waiting for $what"
-    sleep 0.2
-  done
-}
+e2e_begin
 
 # ------------------------------------------------------------------------------------ can-i
 cani_table="$artifacts/can-i.txt"
@@ -320,28 +215,6 @@ check_user_permissions() {
 }
 
 # ------------------------------------------------------------------------------------ steps
-reset_cluster() {
-  log "removing what a previous run left"
-  helm uninstall "$release" -n "$system_ns" --wait >/dev/null 2>&1 || true
-  kubectl delete ucloudjobs --all -A --wait=false >/dev/null 2>&1 || true
-  kubectl delete crd ucloudjobs.ucloud.dk --ignore-not-found --wait=true >/dev/null
-  kubectl delete namespace "$system_ns" "${watched[@]}" "$unwatched" --ignore-not-found \
-    --wait=true --timeout=120s >/dev/null
-}
-
-create_namespaces() {
-  local ns
-  # The operator's namespace enforces the restricted Pod Security Standard: the chart's pod must
-  # pass it, or its ReplicaSet cannot create it and `helm install --wait` times out.
-  kubectl create namespace "$system_ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  kubectl label namespace "$system_ns" --overwrite >/dev/null \
-    pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/warn=restricted
-  for ns in "${watched[@]}" "$unwatched"; do
-    kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-    wait_until "ServiceAccount default in $ns" 60 kubectl get serviceaccount default -n "$ns"
-  done
-}
-
 install_chart() {
   local values=(--set image.tag=e2e-local)
   case "$mode" in
@@ -381,31 +254,6 @@ install_chart() {
     kubectl get role,rolebinding "$release-leader-election" -n "$system_ns" >/dev/null
   fi
   log "objects in place; Deployment ready on a KWOK node (no process runs there)"
-}
-
-# A kubeconfig with the cluster's server and CA and a token of the chart's ServiceAccount.
-service_account_kubeconfig() {
-  local out="$work/operator-kubeconfig" server ca ca_data token
-  server="$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')"
-  ca="$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')"
-  if [[ -z "$ca" ]]; then
-    ca_data="$(kubectl config view --raw --minify \
-      -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
-    ca="$work/ca.crt"
-    base64 -d <<<"$ca_data" >"$ca"
-  fi
-  token="$(kubectl create token "$release" -n "$system_ns" --duration=2h)"
-  kubectl config --kubeconfig="$out" set-cluster e2e --server="$server" \
-    --certificate-authority="$ca" --embed-certs=true >/dev/null
-  kubectl config --kubeconfig="$out" set-credentials "$release" --token="$token" >/dev/null
-  kubectl config --kubeconfig="$out" set-context e2e --cluster=e2e --user="$release" \
-    --namespace="$system_ns" >/dev/null
-  kubectl config --kubeconfig="$out" use-context e2e >/dev/null
-  chmod 600 "$out"
-  local who
-  who="$(kubectl --kubeconfig="$out" auth whoami -o jsonpath='{.status.userInfo.username}')"
-  [[ "$who" == "$sa_user" ]] || die "the operator kubeconfig authenticates as '$who', not $sa_user"
-  echo "$out"
 }
 
 # ------------------------------------------------------------------------------------ container mode
@@ -515,73 +363,6 @@ run_container() {  # ARGS...: the operator's flags (no kubeconfig: the in-cluste
   operator_pid=$!
 }
 
-start_operator() {
-  local kubeconfig_sa="$1" metrics_port health_port
-  metrics_port="$(free_port)"
-  health_port="$(free_port)"
-  metrics_url="http://127.0.0.1:$metrics_port/metrics"
-  health_url="http://127.0.0.1:$health_port"
-  # The Deployment's args and env, with the listen addresses moved to local ports.
-  local -a args env_vars
-  mapfile -t args < <("$python" - "$work/manifest.yaml" args <<'PY'
-import sys, yaml
-docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
-(deployment,) = [d for d in docs if d["kind"] == "Deployment"]
-(container,) = deployment["spec"]["template"]["spec"]["containers"]
-for arg in container.get("args", []):
-    if arg.split("=")[0] not in ("--metrics-address", "--health-address"):
-        print(arg)
-PY
-  )
-  mapfile -t env_vars < <("$python" - "$work/manifest.yaml" <<'PY'
-import sys, yaml
-docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
-(deployment,) = [d for d in docs if d["kind"] == "Deployment"]
-(container,) = deployment["spec"]["template"]["spec"]["containers"]
-for env in container.get("env", []):
-    if "value" in env:
-        print(f"{env['name']}={env['value']}")
-PY
-  )
-  args+=("--metrics-address=127.0.0.1:$metrics_port" "--health-address=127.0.0.1:$health_port")
-  env_vars+=("POD_NAME=$name-$mode" "POD_NAMESPACE=$system_ns")
-  operator_log="$artifacts/operator-$mode.log"
-  log "operator env: ${env_vars[*]}"
-  local t0=$EPOCHREALTIME
-  if [[ "$operator_kind" == container ]]; then
-    run_container "${args[@]}"
-  else
-    log "operator: python -m ucloud_operator ${args[*]}"
-    # Only the ServiceAccount's kubeconfig: none of the caller's credentials or UCLOUD_* settings.
-    env -i PATH="$PATH" HOME="$HOME" PYTHONUNBUFFERED=1 KUBECONFIG="$kubeconfig_sa" \
-      "${env_vars[@]}" "$python" -m ucloud_operator "${args[@]}" >"$operator_log" 2>&1 &
-    operator_pid=$!
-  fi
-  local deadline=$((SECONDS + 60))
-  until [[ "$(curl -s -o /dev/null -w '%{http_code}' "$health_url/readyz")" == 200 ]]; do
-    operator_alive || die "the operator exited: $(tail -n 30 "$operator_log")"
-    ((SECONDS < deadline)) || die "/readyz not 200 within 60s"
-    sleep 0.05
-  done
-  local ready_ms=$(( (${EPOCHREALTIME/./} - ${t0/./}) / 1000 ))
-  if [[ "$operator_kind" == container ]]; then
-    log "container $container: podman run -> /readyz 200 in ${ready_ms} ms (metrics $metrics_url)"
-    echo "$mode start_to_ready_ms=$ready_ms" >>"$artifacts/timings.txt"
-  else
-    log "operator pid $operator_pid ready in ${ready_ms} ms (metrics $metrics_url)"
-  fi
-  if [[ "$mode" == leader ]]; then
-    wait_until "the operator to hold Lease $system_ns/$release" 60 lease_held_by "$name-$mode"
-    log "the operator holds Lease $system_ns/$release"
-  fi
-}
-
-lease_held_by() {
-  local holder
-  holder="$(kubectl get lease "$release" -n "$system_ns" -o jsonpath='{.spec.holderIdentity}')"
-  [[ "$holder" == "$1"* ]]
-}
-
 run_tests() {
   local ns_env=()
   # namespaced: the second watched namespace; cluster: a namespace made after the operator started.
@@ -666,10 +447,7 @@ if [[ "$operator_kind" == container ]]; then
     export UCLOUD_KWOKCTL_ARGS="${UCLOUD_KWOKCTL_ARGS:+$UCLOUD_KWOKCTL_ARGS }--kube-apiserver-port=$api_port_wanted"
   fi
 fi
-log "cluster $UCLOUD_CLUSTER (hack/cluster.sh up)"
-KUBECONFIG="$(hack/cluster.sh up | tail -n1)"
-export KUBECONFIG
-kubectl version -o json >"$artifacts/version.json"
+cluster_up
 reset_cluster
 : >"$cani_table"
 for mode in "${modes[@]}"; do

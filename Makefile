@@ -49,6 +49,7 @@ test-integration: $(BIN)/python ## integration and fast reliability tests on the
 test: lint chart-lint $(BIN)/python ## everything CI runs: lint, all test tiers, the chart end to end
 	$(BIN)/pytest tests/unit tests/integration tests/reliability -q
 	$(MAKE) e2e-local
+	$(MAKE) e2e-upgrade
 	$(MAKE) test-node
 	$(MAKE) e2e-node
 
@@ -82,7 +83,7 @@ clean: ## remove the virtualenv and caches (not the control-plane cache)
 CHART := helm/ucloud-operator
 IMAGE ?= ucloud-operator:dev
 
-.PHONY: manifests chart-lint chart-docs chart-docs-check image e2e-local e2e-image e2e-node e2e-kind
+.PHONY: manifests chart-lint chart-docs chart-docs-check image e2e-local e2e-upgrade e2e-image e2e-node e2e-kind
 
 manifests: ## copy manifests/crd.yaml into the chart and render manifests/install.yaml from it
 	bin="$$(hack/build-control-plane.sh | tail -n1)"; source hack/versions.env; \
@@ -123,6 +124,9 @@ image: ## build the operator image as $(IMAGE): docker if its engine runs, else 
 
 e2e-local: $(BIN)/python ## chart installed on the local control plane, operator as its ServiceAccount, tests/e2e
 	E2E_CLUSTER=$${E2E_CLUSTER:-e2e} hack/e2e-local.sh
+
+e2e-upgrade: $(BIN)/python ## helm upgrade from UPGRADE_FROM's chart and operator to this tree's with jobs in flight, then helm rollback
+	hack/e2e-upgrade.sh
 
 e2e-image: $(BIN)/python ## make image, then e2e-local with the operator run from it (podman run --read-only, in-cluster config)
 	E2E_OPERATOR=container IMAGE=$(IMAGE) E2E_CLUSTER=$${E2E_CLUSTER:-e2e-img} hack/e2e-local.sh

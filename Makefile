@@ -10,7 +10,7 @@ export UCLOUD_CLUSTER ?= ucloud
         run demo clean test-node node
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(BIN)/python: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

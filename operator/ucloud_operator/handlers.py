@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import ssl
 from typing import Any
 
 import kopf
@@ -35,6 +36,7 @@ from .metrics import (
     JobsByState,
     measure_event_loop_lag,
 )
+from .metrics_auth import Authorizer, SecureMetrics, ServingCert
 from .models import GROUP, PLURAL, VERSION
 from .rules import Job
 from .settings import OperatorSettings
@@ -171,6 +173,16 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
     # kopf passes each index as a keyword named after its function.
     ucloud_jobs: kopf.Index[JobKey, StoredJob] = indices["ucloud_jobs"]
     configure_kopf(settings, runtime.settings)
+    # --metrics-secure: the certificate first, so that one that does not load stops the operator
+    # at once (kopf retries a startup handler that fails otherwise).
+    cert = None
+    if runtime.settings.metrics_secure:
+        try:
+            cert = ServingCert(runtime.settings.metrics_cert_dir)
+        except (OSError, ssl.SSLError, ValueError, ImportError) as error:
+            where = runtime.settings.metrics_cert_dir or "self-signed"
+            message = f"--metrics-secure: cannot load the serving certificate ({where}): {error}"
+            raise kopf.PermanentError(message) from error
 
     parsed = ParsedJobs()
 
@@ -227,7 +239,8 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
     )
     REGISTRY.register(runtime.jobs_by_state)
     runtime.lag_task = asyncio.create_task(measure_event_loop_lag(), name="event-loop lag")
-    runtime.server = Server(runtime.healthy, runtime.ready)
+    secure = SecureMetrics(cert, Authorizer(runtime.api)) if cert is not None else None
+    runtime.server = Server(runtime.healthy, runtime.ready, secure=secure)
     await runtime.server.start(ours.metrics_address, ours.health_address)
     # What exists now (modules, clients, kopf's machinery) lives as long as the process: out of
     # the collector's reach, a full collection only scans what jobs and pods add, which keeps

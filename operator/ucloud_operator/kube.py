@@ -232,6 +232,48 @@ class KubeApi:
         }
         await self._send("create", "events", "POST", f"/api/v1/namespaces/{namespace}/events", body)
 
+    async def token_review(self, token: str) -> dict[str, Any]:
+        """The status of a TokenReview (authentication.k8s.io/v1) of a bearer token: whether it
+        is authenticated, and as whom (`user`: username, uid, groups, extra)."""
+        body = {"spec": {"token": token}}
+        return await self._review("authentication.k8s.io", "TokenReview", "tokenreviews", body)
+
+    async def subject_access_review(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The status of a SubjectAccessReview (authorization.k8s.io/v1) of `spec` (a user, its
+        groups, and resource or non-resource attributes): `allowed`, and a `reason`."""
+        return await self._review(
+            "authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews", {"spec": spec}
+        )
+
+    async def _review(
+        self, group: str, kind: str, resource: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Create a review and give its status. One attempt, no retries: a caller waits on it
+        (a scrape), and asks again."""
+        assert self._session is not None, "KubeApi.start() first"
+        body = {"apiVersion": f"{group}/v1", "kind": kind, **body}
+        started = time.monotonic()
+        try:
+            async with self._session.post(
+                f"{self._base}/apis/{group}/v1/{resource}",
+                data=dumps(body),
+                headers=self._headers("application/json"),
+            ) as response:
+                status = response.status
+                payload = await response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            API_REQUESTS.labels("create", resource, "0").inc()
+            raise Transient(f"create {resource}: {error!r}") from error
+        API_LATENCY.labels("create", resource).observe(time.monotonic() - started)
+        API_REQUESTS.labels("create", resource, str(status)).inc()
+        if status >= 300:
+            raise _error(status, payload.decode(errors="replace"))
+        try:
+            review = loads(payload)
+        except ValueError as error:
+            raise Transient(f"create {resource}: not JSON: {error}") from error
+        return dict(review.get("status") or {}) if isinstance(review, dict) else {}
+
     async def _send(
         self,
         verb: str,

@@ -31,6 +31,8 @@ class OperatorSettings:
     lease_namespace: str = "default"
     lease_name: str = "ucloud-operator"
     node_lost_grace: float = 60.0
+    metrics_secure: bool = False
+    metrics_cert_dir: str = ""  # empty: a self-signed certificate made at start
     # Settings given by a deprecated name, each a sentence for the log.
     deprecated: tuple[str, ...] = ()
 
@@ -80,11 +82,17 @@ ENV_FLAGS = {
     "UCLOUD_API_CONCURRENCY": "--api-concurrency",
     "UCLOUD_METRICS_ADDRESS": "--metrics-address",
     "UCLOUD_HEALTH_ADDRESS": "--health-address",
+    "UCLOUD_METRICS_SECURE": "--metrics-secure",
+    "UCLOUD_METRICS_CERT_DIR": "--metrics-cert-dir",
     "UCLOUD_LEADER_ELECT": "--leader-elect",
     "UCLOUD_LEASE_NAMESPACE": "--lease-namespace",
     "UCLOUD_LEASE_NAME": "--lease-name",
 }
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+# The on/off flags (argparse's BooleanOptionalAction): their variables take one of those words.
+_SWITCHES = ("--leader-elect", "--metrics-secure")
+# The files of --metrics-cert-dir, named as in a Secret of type kubernetes.io/tls.
+CERT_FILES = ("tls.crt", "tls.key")
 
 # Old names still read, and what replaced them.
 _OLD_FLAGS = {"--api-threads": "--api-concurrency"}
@@ -192,6 +200,21 @@ def parser(environ: Mapping[str, str]) -> _Parser:
         help="host:port serving /metrics; empty to turn off [env UCLOUD_METRICS_ADDRESS]",
     )
     p.add_argument(
+        "--metrics-secure",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="serve /metrics over HTTPS to callers whose bearer token a TokenReview "
+        "authenticates and a SubjectAccessReview allows get on the URL /metrics (needs create "
+        "on tokenreviews and subjectaccessreviews); the probes stay plain HTTP "
+        "[env UCLOUD_METRICS_SECURE]",
+    )
+    p.add_argument(
+        "--metrics-cert-dir",
+        default="",
+        help="with --metrics-secure: a folder with tls.crt and tls.key, read again when they "
+        "change; empty: a self-signed certificate made at start [env UCLOUD_METRICS_CERT_DIR]",
+    )
+    p.add_argument(
         "--health-address",
         default=":8081",
         help="host:port serving /healthz and /readyz [env UCLOUD_HEALTH_ADDRESS]",
@@ -219,12 +242,12 @@ def parser(environ: Mapping[str, str]) -> _Parser:
 
 def _as_argument(p: argparse.ArgumentParser, env: str, value: str) -> list[str]:
     flag = ENV_FLAGS[env]
-    if flag != "--leader-elect":
+    if flag not in _SWITCHES:
         return [f"{flag}={value}"]
     if value.lower() in _TRUE:
         return [flag]
     if value.lower() in _FALSE:
-        return ["--no-leader-elect"]
+        return [f"--no-{flag.removeprefix('--')}"]
     p.error(f"{env}: expected one of {', '.join(_TRUE + _FALSE)}, got {value!r}")
 
 
@@ -247,6 +270,7 @@ def parse(
         for old, new in _OLD_ENV.items()
         if environ.get(old) and not environ.get(new)
     ]
+    _check_metrics_secure(p, args)
     namespaces = args.namespaces
     if namespaces is None:
         namespaces = [n.strip() for n in _env(environ, "UCLOUD_NAMESPACES", "").split(",")]
@@ -266,5 +290,31 @@ def parse(
         leader_elect=args.leader_elect,
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,
+        metrics_secure=args.metrics_secure,
+        metrics_cert_dir=args.metrics_cert_dir,
         deprecated=tuple(deprecated),
     )
+
+
+def _check_metrics_secure(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refused at start, not when /metrics is first scraped: a certificate folder without
+    --metrics-secure or without its files, and probes that would have to share the HTTPS port."""
+    if args.metrics_cert_dir and not args.metrics_secure:
+        p.error("--metrics-cert-dir is read only with --metrics-secure")
+    if not args.metrics_secure:
+        return
+    # The same address, unless port 0: each server then gets a port of its own.
+    same = args.metrics_address == args.health_address
+    if same and args.metrics_address and not args.metrics_address.endswith(":0"):
+        p.error(
+            "--metrics-secure needs --health-address apart from --metrics-address: "
+            "the probes stay plain HTTP"
+        )
+    if args.metrics_cert_dir:
+        missing = [
+            name
+            for name in CERT_FILES
+            if not os.path.isfile(os.path.join(args.metrics_cert_dir, name))
+        ]
+        if missing:
+            p.error(f"--metrics-cert-dir {args.metrics_cert_dir}: no {' or '.join(missing)}")

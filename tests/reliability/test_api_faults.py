@@ -42,6 +42,45 @@ def faulty_operator(
     operator.ensure_running()
 
 
+RETRY_AFTER_SECONDS = 4  # well above the client's own first backoffs (0.1 and 0.3 s)
+
+
+@pytest.fixture
+def proxied_operator(
+    cluster: Cluster, operator: OperatorProcess, kubeconfig: str, tmp_path: Path
+) -> Iterator[tuple[OperatorProcess, FaultProxy]]:
+    """The operator behind a proxy that injects no random fault: the test scripts its own."""
+    proxy = FaultProxy(kubeconfig, fault_rate=0.0)
+    proxy.start()
+    operator.kill(signal.SIGTERM)
+    behind = OperatorProcess(
+        proxy.kubeconfig(tmp_path / "proxy.kubeconfig"),
+        operator.log.with_name("retry-after.log"),
+        extra_args=("--namespace", cluster.namespace, "--no-leader-elect"),
+    )
+    behind.start()
+    yield behind, proxy
+    behind.kill(signal.SIGTERM)
+    proxy.stop()
+    operator.ensure_running()
+
+
+def test_a_throttled_status_write_waits_as_long_as_retry_after_asks(
+    cluster: Cluster, proxied_operator: tuple[OperatorProcess, FaultProxy]
+) -> None:
+    behind, proxy = proxied_operator
+    cluster.operator = behind
+    throttle = proxy.throttle("PATCH", "/status", times=2, retry_after=str(RETRY_AFTER_SECONDS))
+    cluster.create_job("throttled")
+    cluster.wait_for_state("throttled", JobState.RUNNING, timeout=60)
+    first, second, third = throttle.answered[:3]
+    assert [first[1], second[1], third[1]] == [429, 429, 0]
+    waits = [second[0] - first[0], third[0] - second[0]]
+    # At least what the server asked (the proxy's clock and the operator's agree on loopback);
+    # not much more: the client waits once, it does not add its own backoff on top.
+    assert all(RETRY_AFTER_SECONDS - 0.1 <= wait < RETRY_AFTER_SECONDS + 2 for wait in waits), waits
+
+
 def test_faults_lose_nothing_duplicate_nothing_and_stay_bounded(
     cluster: Cluster,
     api_client: client.ApiClient,

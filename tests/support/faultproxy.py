@@ -33,6 +33,21 @@ class FaultStats:
     per_second: Counter[int] = field(default_factory=Counter)
 
 
+@dataclass
+class Throttle:
+    """The next `times` requests whose method and path match get 429 with this Retry-After;
+    `answered` records when each matching request came and the status it got."""
+
+    method: str
+    path_part: str
+    times: int
+    retry_after: str
+    answered: list[tuple[float, int]] = field(default_factory=list)
+
+    def matches(self, request: web.Request) -> bool:
+        return request.method == self.method and self.path_part in request.path
+
+
 class FaultProxy:
     def __init__(self, kubeconfig: str, fault_rate: float, seed: int = 7) -> None:
         config = yaml.safe_load(Path(kubeconfig).read_text())
@@ -43,6 +58,7 @@ class FaultProxy:
         self._ssl.load_cert_chain(user["client-certificate"], user["client-key"])
         self.fault_rate = fault_rate
         self.stats = FaultStats()
+        self.throttles: list[Throttle] = []
         self._random = random.Random(seed)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -103,10 +119,23 @@ class FaultProxy:
 
     # --- the proxy ---
 
+    def throttle(self, method: str, path_part: str, times: int, retry_after: str) -> Throttle:
+        """Answer the next `times` matching requests 429 with `Retry-After: retry_after`."""
+        rule = Throttle(method, path_part, times, retry_after)
+        self.throttles.append(rule)
+        return rule
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.stats.requests += 1
         self.stats.per_second[int(time.monotonic())] += 1
         watch = request.query.get("watch") in ("true", "1")
+        for rule in self.throttles:
+            if rule.matches(request):
+                throttled = len(rule.answered) < rule.times
+                rule.answered.append((time.monotonic(), 429 if throttled else 0))
+                if throttled:
+                    self.stats.faults["429"] += 1
+                    return self._status(429, "throttled", {"Retry-After": rule.retry_after})
         fault = self._pick_fault(watch)
         if fault is not None:
             self.stats.faults[fault] += 1
@@ -148,14 +177,7 @@ class FaultProxy:
     async def _inject(self, fault: str, request: web.Request) -> web.StreamResponse:
         status = {"429": 429, "500": 500, "503": 503}.get(fault)
         if status is not None:
-            body: dict[str, Any] = {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "status": "Failure",
-                "message": f"injected {fault}",
-                "code": status,
-            }
-            return web.json_response(body, status=status, headers={"Retry-After": "1"})
+            return self._status(status, f"injected {fault}", {"Retry-After": "1"})
         if fault == "stall":
             await asyncio.sleep(25)  # past the operator's 20 s request timeout
             return web.Response(status=504)
@@ -163,3 +185,14 @@ class FaultProxy:
         if transport is not None:
             transport.abort()  # a connection reset
         return web.Response(status=500)
+
+    @staticmethod
+    def _status(code: int, message: str, headers: dict[str, str]) -> web.Response:
+        body: dict[str, Any] = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "message": message,
+            "code": code,
+        }
+        return web.json_response(body, status=code, headers=headers)

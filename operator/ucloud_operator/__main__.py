@@ -13,10 +13,9 @@ import uvloop
 from kubernetes import client
 
 from . import settings as settings_module
-from .handlers import Runtime, SharedMemo, registry
+from .handlers import Runtime, registry
 from .kube import load_client_config
 from .leader import KubernetesLeaseApi, LeaderElector, LeaseUnusable
-from .memories import CompactMemories
 from .settings import OperatorSettings
 
 logger = logging.getLogger(__package__)
@@ -51,8 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # UID has no passwd entry: containerd, CRI-O and Docker add none, and OpenShift runs
             # images under arbitrary UIDs. kopf's Identity is a NewType of str it does not export.
             identity=cast(Any, ours.instance),
-            memo=SharedMemo(runtime=Runtime(ours)),
-            memories=CompactMemories(),
+            memo=kopf.Memo(runtime=Runtime(ours)),
         )
     )
     return 0

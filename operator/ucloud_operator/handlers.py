@@ -46,16 +46,8 @@ logger = logging.getLogger(__name__)
 registry = kopf.OperatorRegistry()
 
 
-class SharedMemo(kopf.Memo):
-    """The operator's memo. kopf gives every object it sees a shallow copy of the memo; this
-    one is shared instead (nothing per object is kept in it), which saves a dict per pod."""
-
-    def __copy__(self) -> SharedMemo:
-        return self
-
-
 class Runtime:
-    """What the handlers share, passed to kopf as the operator's memo (`SharedMemo`)."""
+    """What the handlers share, handed to kopf in the operator's memo (`memo.runtime`)."""
 
     def __init__(self, settings: OperatorSettings) -> None:
         self.settings = settings

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from tests.support.cluster import Cluster
@@ -23,6 +24,7 @@ from tests.support.node import (
     shell,
 )
 from tests.support.operator import NODE_LOST_GRACE
+from ucloud_operator.cli import commands as cli
 
 START = 60.0  # seconds for a real container to start on a busy 2-core machine
 
@@ -44,6 +46,22 @@ def test_exit_0_is_success_completed(cluster: Cluster) -> None:
     status = cluster.wait_for_state("ok", "SUCCESS", "Completed", timeout=START)
     assert _replica(status)["exitCode"] == 0
     assert _replica(status)["node"] == REAL_NODE
+
+
+def test_kubectl_ucloud_logs_shows_a_replicas_output(
+    cluster: Cluster, kubeconfig: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # KWOK serves no container logs: the plugin's `logs` is shown here, on a real container.
+    cluster.create_job(
+        "talks", pod_spec=on_real_node(shell("echo rank $UCLOUD_RANK of $UCLOUD_REPLICAS"))
+    )
+    cluster.wait_for_state("talks", "SUCCESS", "Completed", timeout=START)
+    base = ["--kubeconfig", kubeconfig, "-n", cluster.namespace, "logs", "talks"]
+    capsys.readouterr()
+    assert cli.main(base) == 0
+    assert capsys.readouterr().out.strip() == "rank 0 of 1"
+    assert cli.main([*base, "--rank", "1"]) == 1  # no such replica: said, not a traceback
+    assert "rank" in capsys.readouterr().err
 
 
 def test_exit_3_is_success_non_zero_exit(cluster: Cluster) -> None:

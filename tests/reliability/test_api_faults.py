@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,27 +20,37 @@ from ucloud_operator.models import JobState, Reason
 FAULT_RATE = 0.2
 
 
+@contextmanager
+def operator_behind(
+    fault_rate: float, cluster: Cluster, operator: OperatorProcess, kubeconfig: str, log: Path
+) -> Iterator[tuple[OperatorProcess, FaultProxy]]:
+    """The session's operator steps aside (freeing the Lease) for one that talks through a
+    FaultProxy. One process: a leader that cannot renew its Lease for the renew deadline (10 s)
+    must stop acting, and the proxy's stalls on the Lease would make it step down and back,
+    which is not what these tests are about (test_ha tests the election)."""
+    proxy = FaultProxy(kubeconfig, fault_rate)
+    proxy.start()
+    operator.kill(signal.SIGTERM)
+    behind = OperatorProcess(
+        proxy.kubeconfig(log.with_suffix(".kubeconfig")),
+        operator.log.with_name(log.name),
+        extra_args=("--namespace", cluster.namespace, "--no-leader-elect"),
+    )
+    behind.start()
+    try:
+        yield behind, proxy
+    finally:
+        behind.kill(signal.SIGTERM)
+        proxy.stop()
+        operator.ensure_running()
+
+
 @pytest.fixture
 def faulty_operator(
     cluster: Cluster, operator: OperatorProcess, kubeconfig: str, tmp_path: Path
 ) -> Iterator[tuple[OperatorProcess, FaultProxy]]:
-    proxy = FaultProxy(kubeconfig, FAULT_RATE)
-    proxy.start()
-    operator.kill(signal.SIGTERM)  # the session's operator steps aside (and frees the Lease)
-    behind = OperatorProcess(
-        proxy.kubeconfig(tmp_path / "proxy.kubeconfig"),
-        operator.log.with_name("faults.log"),
-        # One process: a leader that cannot renew its Lease for the
-        # renew deadline (10 s) must stop acting, and 25 s stalls on
-        # the Lease would make it step down and back, which is not
-        # what this test is about (test_ha tests the election).
-        extra_args=("--namespace", cluster.namespace, "--no-leader-elect"),
-    )
-    behind.start()
-    yield behind, proxy
-    behind.kill(signal.SIGTERM)
-    proxy.stop()
-    operator.ensure_running()
+    with operator_behind(FAULT_RATE, cluster, operator, kubeconfig, tmp_path / "faults.log") as it:
+        yield it
 
 
 RETRY_AFTER_SECONDS = 4  # well above the client's own first backoffs (0.1 and 0.3 s)
@@ -49,20 +60,9 @@ RETRY_AFTER_SECONDS = 4  # well above the client's own first backoffs (0.1 and 0
 def proxied_operator(
     cluster: Cluster, operator: OperatorProcess, kubeconfig: str, tmp_path: Path
 ) -> Iterator[tuple[OperatorProcess, FaultProxy]]:
-    """The operator behind a proxy that injects no random fault: the test scripts its own."""
-    proxy = FaultProxy(kubeconfig, fault_rate=0.0)
-    proxy.start()
-    operator.kill(signal.SIGTERM)
-    behind = OperatorProcess(
-        proxy.kubeconfig(tmp_path / "proxy.kubeconfig"),
-        operator.log.with_name("retry-after.log"),
-        extra_args=("--namespace", cluster.namespace, "--no-leader-elect"),
-    )
-    behind.start()
-    yield behind, proxy
-    behind.kill(signal.SIGTERM)
-    proxy.stop()
-    operator.ensure_running()
+    """Behind a proxy that injects no random fault: the test scripts its own."""
+    with operator_behind(0.0, cluster, operator, kubeconfig, tmp_path / "retry-after.log") as it:
+        yield it
 
 
 def test_a_throttled_status_write_waits_as_long_as_retry_after_asks(

@@ -104,7 +104,7 @@ class KubeApi:
         self._session: aiohttp.ClientSession | None = None
         self._watch_session: aiohttp.ClientSession | None = None
         self._token: str | None = None
-        self._token_read_at = 0.0
+        self._token_read_at: float | None = None
 
     async def start(self) -> None:
         context = self._ssl_context()
@@ -344,7 +344,7 @@ class KubeApi:
         `auth_settings()` gives it (which runs the configuration's refresh hook), read again at
         most once a minute: bound service-account tokens rotate."""
         now = time.monotonic()
-        if self._token_read_at == 0.0 or now - self._token_read_at > _TOKEN_REFRESH_SECONDS:
+        if self._token_read_at is None or now - self._token_read_at > _TOKEN_REFRESH_SECONDS:
             settings = cast(Mapping[str, Mapping[str, Any]], self._configuration.auth_settings())
             self._token = next(
                 (str(a["value"]) for a in settings.values() if a["in"] == "header" and a["value"]),

@@ -52,16 +52,20 @@ class World:
         return decision
 
 
+# The Service, then the pods beside the workers, then the status and its Event.
+FIRST_PASSES_OF_A_GANG_OF_TWO = [
+    "create Service",
+    "create Pod",
+    "create Pod",
+    "patch status",
+    "event",
+]
+
+
 async def test_a_new_job_gets_its_pods_service_status_and_event_in_that_order() -> None:
     world = World(job(replicas=2))
     decision = await world.reconcile()
-    assert world.api.kinds() == [
-        "create Service",
-        "create Pod",
-        "create Pod",
-        "patch status",
-        "event",
-    ]
+    assert world.api.kinds() == FIRST_PASSES_OF_A_GANG_OF_TWO
     assert decision.status.state is JobState.IN_QUEUE
     patch = world.api.calls[3][1]
     assert patch["state"] == "IN_QUEUE"
@@ -209,13 +213,7 @@ async def test_pods_are_created_beside_the_workers_and_the_status_follows() -> N
     assert KEY in world.controller.queue  # requeued for the status
     decision = await world.controller.reconcile(KEY)
     assert decision.status.state is JobState.IN_QUEUE
-    assert world.api.kinds() == [
-        "create Service",
-        "create Pod",
-        "create Pod",
-        "patch status",
-        "event",
-    ]
+    assert world.api.kinds() == FIRST_PASSES_OF_A_GANG_OF_TWO
 
 
 async def test_pods_are_created_for_a_few_jobs_at_a_time_and_the_rest_wait_their_turn() -> None:

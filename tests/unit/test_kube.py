@@ -47,6 +47,7 @@ def test_a_rotated_token_is_read_again_after_a_minute() -> None:
     assert api._headers("x")["Authorization"] == "Bearer old"
     api._configuration.api_key["BearerToken"] = "Bearer new"  # what the refresh hook does
     assert api._headers("x")["Authorization"] == "Bearer old"
+    assert api._token_read_at is not None
     api._token_read_at -= 61  # a minute later
     assert api._headers("x")["Authorization"] == "Bearer new"
 

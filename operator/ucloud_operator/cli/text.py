@@ -14,6 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..models import GROUP, PLURAL, SINGULAR, JobState, UCloudJobStatus
+from ..replicas import parse_time
 
 PROG = "kubectl ucloud"
 RESOURCE = f"{PLURAL}.{GROUP}"  # as kubectl names it in its messages
@@ -83,16 +84,6 @@ def human_duration(seconds: float) -> str:
     if hours < 24 * 365 * 8:
         return f"{years}y{days % 365}d" if days % 365 else f"{years}y"
     return f"{years}y"
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """An RFC 3339 timestamp of the API (`2025-01-02T03:04:05Z`), or None."""
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
 
 
 def since(when: datetime | None, now: datetime) -> str:

@@ -102,6 +102,13 @@ check_permissions() {
     expect yes create services -n "$ns"
     expect yes delete services -n "$ns"
     expect yes create events -n "$ns"
+    # Gang admission (operator.gangAdmission, auto here): a PodGroup per job of more than one
+    # replica, watched and read, deleted when the job ends.
+    expect yes get podgroups.scheduling.k8s.io -n "$ns"
+    expect yes list podgroups.scheduling.k8s.io -n "$ns"
+    expect yes watch podgroups.scheduling.k8s.io -n "$ns"
+    expect yes create podgroups.scheduling.k8s.io -n "$ns"
+    expect yes delete podgroups.scheduling.k8s.io -n "$ns"
   done
   # Nothing more: no reads it does not make, no writes to the job's spec, no secrets.
   ns="${watched[0]}"
@@ -116,6 +123,13 @@ check_permissions() {
   expect no get services -n "$ns"
   expect no patch events -n "$ns"
   expect no create events.events.k8s.io -n "$ns"
+  # The scheduler writes a PodGroup's status; Workloads the operator does not use at all.
+  expect no update podgroups.scheduling.k8s.io --subresource=status -n "$ns"
+  expect no patch podgroups.scheduling.k8s.io --subresource=status -n "$ns"
+  expect no update podgroups.scheduling.k8s.io -n "$ns"
+  expect no patch podgroups.scheduling.k8s.io -n "$ns"
+  expect no create workloads.scheduling.k8s.io -n "$ns"
+  expect no get workloads.scheduling.k8s.io -n "$ns"
   expect no get secrets -n "$ns"
   expect no list secrets -n "$ns"
   expect no get secrets -n "$system_ns"
@@ -142,6 +156,8 @@ check_permissions() {
     expect no create pods -n "$system_ns"
     expect no list ucloudjobs.ucloud.dk -n "$unwatched"
     expect no create events -n "$unwatched"
+    expect no create podgroups.scheduling.k8s.io -n "$unwatched"
+    expect no list podgroups.scheduling.k8s.io -A
     expect no list nodes
   else
     # The node informer (a replica whose node stops reporting: NodeLost).
@@ -152,6 +168,8 @@ check_permissions() {
     expect yes list ucloudjobs.ucloud.dk -A
     expect yes watch ucloudjobs.ucloud.dk -A
     expect yes create pods -n "$unwatched"
+    expect yes list podgroups.scheduling.k8s.io -A
+    expect yes watch podgroups.scheduling.k8s.io -A
   fi
   if [[ "$mode" == leader ]]; then
     # The one Lease, in the release namespace; nothing else in coordination.k8s.io.

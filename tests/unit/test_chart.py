@@ -41,7 +41,16 @@ EXPECTED_RULES = {
     ("", "pods"): {"list", "watch", "create", "delete"},
     ("", "services"): {"create", "delete"},
     ("", "events"): {"create"},
+    ("scheduling.k8s.io", "podgroups"): {"get", "list", "watch", "create", "delete"},
 }
+# Gang admission (operator.gangAdmission): a PodGroup per job of more than one replica, watched,
+# read, deleted when the job ends; rendered unless gangAdmission is off. Never its status (the
+# scheduler writes it), never a Workload.
+PODGROUPS = ("scheduling.k8s.io", "podgroups")
+WITHOUT_GANGS = {key: verbs for key, verbs in EXPECTED_RULES.items() if key != PODGROUPS}
+# The gangAdmission values the chart takes (YAML's unquoted on and off are booleans) -> the
+# operator's --gang-admission.
+GANG_VALUES = {"auto": "auto", "on": "on", "off": "off", "true": "on", "false": "off"}
 # The node informer, granted apart by a ClusterRole (rbac.nodes): nodes are cluster-scoped.
 EXPECTED_NODE_RULES = {("", "nodes"): {"list", "watch"}}
 # Users' ClusterRoles, aggregated into view/edit/admin and bound to nobody
@@ -302,6 +311,7 @@ def test_deployment_probes_ports_args_and_env(render: Render) -> None:
         "--image-pull-grace=120",
         "--node-lost-grace=60",
         "--pod-policy=enforce",
+        "--gang-admission=auto",
         "--log-level=INFO",
         "--log-format=json",
         "--workers=16",
@@ -361,6 +371,8 @@ def test_values_reach_the_operator_flags(render: Render) -> None:
         "--set",
         "operator.podPolicy=off",
         "--set",
+        "operator.gangAdmission=on",
+        "--set",
         "operator.logLevel=DEBUG",
         "--set",
         "operator.logFormat=text",
@@ -378,6 +390,7 @@ def test_values_reach_the_operator_flags(render: Render) -> None:
         "--image-pull-grace=30",
         "--node-lost-grace=0",
         "--pod-policy=off",
+        "--gang-admission=on",
         "--log-level=DEBUG",
         "--log-format=text",
         "--api-concurrency=8",
@@ -448,6 +461,7 @@ SETTING_VALUES = {
     "image_pull_grace": "operator.imagePullGrace",
     "node_lost_grace": "operator.nodeLostGrace",
     "pod_policy": "operator.podPolicy",
+    "gang_admission": "operator.gangAdmission",
     "log_level": "operator.logLevel",
     "log_format": "operator.logFormat",
     "workers": "operator.workers",
@@ -515,10 +529,15 @@ def differences(chart: settings.OperatorSettings, default: settings.OperatorSett
         ("-f", str(CHART / "ci" / "namespaced-values.yaml")),
         ("--set", "leaderElection.enabled=true", "--set", "replicaCount=2"),
         ("--set", "operator.apiConcurrency=null", "--set", "operator.apiThreads=16"),
-        ("--set", "operator.apiConcurrency=null", "--set", "operator.nodeLostGrace=null"),
+        sets(
+            "operator.apiConcurrency=null",
+            "operator.nodeLostGrace=null",
+            "operator.gangAdmission=null",
+        ),
         sets(
             "operator.imagePullGrace=30",
             "operator.podPolicy=off",
+            "operator.gangAdmission=off",
             "operator.logLevel=DEBUG",
             "operator.logFormat=text",
             "operator.workers=4",
@@ -582,3 +601,122 @@ def test_a_release_upgraded_with_reuse_values_keeps_its_api_threads(render: Rend
 def test_values_comment_reads_the_block_above_a_key() -> None:
     assert values_comment("operator.workers") == "-- Jobs reconciled at once (--workers)."
     assert "Differs from the operator's default" in values_comment("operator.logFormat")
+
+
+# ---------------------------------------------------------------- gang admission
+
+NAMESPACED = ("-f", str(CHART / "ci" / "namespaced-values.yaml"))  # watches a and b
+RBAC_MODES = {"cluster": (), "namespaced": NAMESPACED}
+
+
+def args_of(docs: list[dict[str, Any]]) -> list[str]:
+    args: list[str] = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    return args
+
+
+def gang_flags(docs: list[dict[str, Any]]) -> list[str]:
+    return [a for a in args_of(docs) if a.startswith("--gang-admission")]
+
+
+def job_roles(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The operator's job rules ("ucloud-operator.rules"): its ClusterRole, or its Role in each
+    watched namespace."""
+    roles = [*kinds(docs, "ClusterRole"), *kinds(docs, "Role")]
+    return [r for r in roles if r["metadata"]["name"] == RELEASE]
+
+
+@pytest.mark.parametrize("value", sorted(GANG_VALUES))
+def test_gang_admission_is_passed_as_the_operators_flag(render: Render, value: str) -> None:
+    docs = render("--set", f"operator.gangAdmission={value}")
+    assert gang_flags(docs) == [f"--gang-admission={GANG_VALUES[value]}"]
+    chart, default = operator_settings(one(docs, "Deployment"))
+    assert chart.gang_admission == GANG_VALUES[value]
+    assert default.gang_admission == "auto"
+
+
+@pytest.mark.parametrize(
+    ("written", "flag"), [("on", "on"), ("off", "off"), ('"on"', "on"), ("'off'", "off")]
+)
+def test_gang_admission_on_or_off_unquoted_in_a_values_file(
+    render: Render, tmp_path: Any, written: str, flag: str
+) -> None:
+    # YAML reads an unquoted on or off as a boolean: the chart takes it as the word.
+    values = tmp_path / "values.yaml"
+    values.write_text(f"operator:\n  gangAdmission: {written}\n")
+    docs = render("-f", str(values))
+    assert gang_flags(docs) == [f"--gang-admission={flag}"]
+    assert (PODGROUPS in rules_of(named(docs, "ClusterRole", RELEASE))) == (flag != "off")
+
+
+@pytest.mark.parametrize("bad", ["bogus", "On", "enabled", "0", ""])
+def test_the_schema_refuses_a_gang_admission_the_operator_does_not_take(
+    helm: str, bad: str
+) -> None:
+    result = helm_template(helm, "--set", f"operator.gangAdmission={bad}")
+    assert result.returncode != 0, f"operator.gangAdmission={bad!r} was accepted"
+    assert "gangAdmission" in result.stderr
+
+
+@pytest.mark.parametrize("mode", sorted(RBAC_MODES))
+@pytest.mark.parametrize("value", sorted(GANG_VALUES))
+def test_podgroups_are_granted_unless_gang_admission_is_off(
+    render: Render, mode: str, value: str
+) -> None:
+    docs = render(*RBAC_MODES[mode], "--set", f"operator.gangAdmission={value}")
+    roles = job_roles(docs)
+    assert [r["kind"] for r in roles] == (["ClusterRole"] if mode == "cluster" else ["Role"] * 2)
+    off = GANG_VALUES[value] == "off"
+    for role in roles:
+        assert_least_privilege(role, WITHOUT_GANGS if off else EXPECTED_RULES)
+        podgroup_rules = [r for r in role["rules"] if "scheduling.k8s.io" in r["apiGroups"]]
+        assert podgroup_rules == (
+            []
+            if off
+            else [
+                {
+                    "apiGroups": ["scheduling.k8s.io"],
+                    "resources": ["podgroups"],
+                    "verbs": ["get", "list", "watch", "create", "delete"],
+                }
+            ]
+        )
+
+
+@pytest.mark.parametrize("mode", sorted(RBAC_MODES))
+def test_a_release_from_before_gang_admission_renders_as_with_auto(
+    render: Render, mode: str
+) -> None:
+    # `helm upgrade --reuse-values` from a release without the key: the operator's default.
+    docs = render(*RBAC_MODES[mode], "--set", "operator.gangAdmission=null")
+    assert gang_flags(docs) == []
+    chart, _ = operator_settings(one(docs, "Deployment"))
+    assert chart.gang_admission == "auto"
+    for role in job_roles(docs):
+        assert_least_privilege(role)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        (),  # the ci values below include the namespaced install
+        ("--set", "operator.gangAdmission=on"),
+        (*NAMESPACED, "--set", "operator.gangAdmission=on", "--set", "rbac.nodes=true"),
+        sets("leaderElection.enabled=true", "replicaCount=2", "metrics.secure=true"),
+        *(("-f", str(path)) for path in sorted((CHART / "ci").glob("*-values.yaml"))),
+    ],
+    ids=lambda values: " ".join(a.rsplit("/", 1)[-1] for a in values) or "defaults",
+)
+def test_no_rule_grants_podgroups_status_or_workloads(
+    render: Render, values: tuple[str, ...]
+) -> None:
+    docs = render(*values)
+    for role in [*kinds(docs, "ClusterRole"), *kinds(docs, "Role")]:
+        for rule in role["rules"]:
+            resources = rule.get("resources", [])
+            assert not {"podgroups/status", "workloads", "workloads/status"} & set(resources)
+            if "scheduling.k8s.io" in rule.get("apiGroups", []):
+                # Only the operator's job rules, and only podgroups itself.
+                assert role["metadata"]["name"] == RELEASE, role["metadata"]["name"]
+                assert rule["apiGroups"] == ["scheduling.k8s.io"] and resources == ["podgroups"]
+            for field in ("apiGroups", "resources"):
+                assert "*" not in rule.get(field, []), rule

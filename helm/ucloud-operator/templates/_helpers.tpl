@@ -81,6 +81,12 @@ The RBAC rules: exactly the API calls the operator makes, nothing more.
   services               create, delete the headless Service of a multi-replica job, deleted
                                        when the job ends
   events (core v1)       create        one Event per state change
+  podgroups              get, list, watch, create, delete
+    (scheduling.k8s.io)                a PodGroup per job of more than one replica, deleted when
+                                       the job ends; unless operator.gangAdmission is off (a rule
+                                       for a resource the API server does not serve is harmless).
+                                       Not podgroups/status, not workloads: the operator writes
+                                       neither.
 kopf runs standalone with scanning disabled: no CRD, namespace or peering access.
 Nodes (list, watch: the node informer) are granted apart, by a ClusterRole in rbac.yaml
 (rbac.nodes): a Role cannot grant a cluster-scoped resource.
@@ -104,6 +110,21 @@ Nodes (list, watch: the node informer) are granted apart, by a ClusterRole in rb
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- if ne (include "ucloud-operator.gangAdmission" .) "off" }}
+- apiGroups: ["scheduling.k8s.io"]
+  resources: ["podgroups"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+{{- end }}
+{{- end }}
+
+{{/*
+operator.gangAdmission as the operator's --gang-admission takes it: auto, on or off. Absent from
+a release upgraded with --reuse-values from before it: auto, the operator's default. An unquoted
+on or off in a values file is a boolean to YAML: true is on, false is off.
+*/}}
+{{- define "ucloud-operator.gangAdmission" -}}
+{{- $value := dig "operator" "gangAdmission" "auto" .Values.AsMap }}
+{{- if kindIs "bool" $value }}{{ ternary "on" "off" $value }}{{ else }}{{ $value }}{{ end }}
 {{- end }}
 
 {{/*

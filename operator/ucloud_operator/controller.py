@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
 
-from .children import build_replica_pod, build_service
+from .children import build_pod_group, build_replica_pod, build_service
+from .gangs import GangPlacement
 from .kube import JobApi, Refused, Transient
 from .metrics import POD_EVENT_TO_STATUS, RECONCILE, RECONCILE_ERRORS, TRANSITIONS
 from .models import GROUP, KIND, VERSION, UCloudJobStatus
@@ -67,6 +68,8 @@ class Controller:
         pods: Callable[[JobKey], Iterable[ReplicaPod]],
         *,
         nodes: Callable[[str], NodeHealth | None] = lambda name: None,
+        gangs: Callable[[JobKey], GangPlacement | None] = lambda key: None,
+        gang_version: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         leading: Callable[[], bool] = lambda: True,
@@ -79,6 +82,9 @@ class Controller:
         self._jobs = jobs
         self._pods = pods
         self._nodes = nodes
+        self._gangs = gangs
+        # The scheduling.k8s.io version of PodGroups under gang admission; None: it is off.
+        self._gang_version = gang_version
         self._clock = clock
         self._monotonic = monotonic
         self._leading = leading
@@ -199,10 +205,10 @@ class Controller:
         if decision.changed and not held_back:
             patch = merge_patch(job.status, decision.status)
             write = self._api.patch_status(job.namespace, job.name, patch)
-            if decision.delete_service:
+            if decision.delete_gang:
                 # Sent together: the final state waits for no extra round trip, and a crash
                 # can hardly fall between the two.
-                await asyncio.gather(self._delete_service(key, job), write)
+                await asyncio.gather(*self._delete_gang(key, job), write)
             else:
                 await write
             record.written = decision.status
@@ -268,6 +274,7 @@ class Controller:
             creating=frozenset(creating or ()),
             refused=dict(record.refused or {}),
             nodes=nodes,
+            gang=self._gangs((job.namespace, job.name)) if self._gang_version else None,
         )
 
     async def _create_then_requeue(
@@ -291,13 +298,31 @@ class Controller:
 
     async def _create(self, key: JobKey, record: JobRecord, job: Job, decision: Decision) -> None:
         assert job.spec is not None  # rule 3a fails jobs without a readable spec
-        if decision.create_service:
+        ranks = decision.create_ranks
+        pod_group = None
+        if decision.create_gang:
             try:
                 await self._create_one(build_service(job.namespace, job.name, job.uid))
             except Refused as error:
                 _log(key).warning("the headless Service was refused: %s", error)
-        ranks = decision.create_ranks
-        bodies = [build_replica_pod(job.namespace, job.name, job.uid, job.spec, r) for r in ranks]
+            if self._gang_version is not None:
+                group = build_pod_group(
+                    job.namespace, job.name, job.uid, job.spec, self._gang_version
+                )
+                try:
+                    await self._create_one(group)  # before its pods: none is placed alone
+                except Refused as error:
+                    # No pod without its group: the refusal fails the job (PodCreationFailed).
+                    if record.refused is None:
+                        record.refused = {}
+                    for rank in ranks:
+                        record.refused[rank] = f"its PodGroup was refused: {error}"
+                    return
+                pod_group = job.name
+        bodies = [
+            build_replica_pod(job.namespace, job.name, job.uid, job.spec, r, pod_group=pod_group)
+            for r in ranks
+        ]
         results = await asyncio.gather(
             *(self._create_one(body) for body in bodies), return_exceptions=True
         )
@@ -331,12 +356,12 @@ class Controller:
             # The status already holds the change; a lost event must not stall the job.
             _log(key).warning("could not post the event: %s", error)
 
-    async def _delete_service(self, key: JobKey, job: Job) -> None:
-        try:
-            await self._api.delete_service(job.namespace, job.name)
-        except (Refused, Transient) as error:
-            # Only a cost to the cluster: the job's deletion still takes the Service with it.
-            _log(key).warning("could not delete the headless Service: %s", error)
+    def _delete_gang(self, key: JobKey, job: Job) -> list[Awaitable[None]]:
+        """The deletes of the gang's Service and PodGroup, to send beside the final write."""
+        deletes = [self._api.delete_service(job.namespace, job.name)]
+        if self._gang_version is not None:
+            deletes.append(self._api.delete_pod_group(job.namespace, job.name, self._gang_version))
+        return [_only_warn(key, delete) for delete in deletes]
 
     async def _delete(self, record: JobRecord, job: Job, names: tuple[str, ...]) -> None:
         if not names:
@@ -355,6 +380,14 @@ class Controller:
         deleting.difference_update(name for name, _ in failed)
         if failed:
             raise failed[0][1]  # retried with backoff; the others went through
+
+
+async def _only_warn(key: JobKey, delete: Awaitable[None]) -> None:
+    try:
+        await delete
+    except (Refused, Transient) as error:
+        # Only a cost to the cluster: the job's deletion still takes its children with it.
+        _log(key).warning("could not delete the gang's objects: %s", error)
 
 
 def merge_patch(previous: UCloudJobStatus, status: UCloudJobStatus) -> dict[str, Any]:

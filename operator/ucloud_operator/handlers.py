@@ -4,7 +4,8 @@ with job keys.
 kopf watches and indexes UCloudJobs (compact records, never whole bodies) and turns every event
 into a job key for the controller's work queue; the replica pods, most of the events, come
 through `informer.PodInformer`, and the nodes' health through `informer.NodeInformer` (a node
-that stops or starts reporting queues the jobs with a replica on it). No change-detecting
+that stops or starts reporting queues the jobs with a replica on it). Under gang admission,
+`informer.GangInformer` brings the scheduler's verdict on each gang's PodGroup. No change-detecting
 handlers, daemons, timers or finalizers: kopf writes nothing on jobs or pods. kopf holds back the
 job events until the job index is filled and the controller waits for the pods' and nodes' first
 list, so no job is reconciled before its pods are known."""
@@ -20,14 +21,16 @@ from typing import Any
 import kopf
 from kubernetes import client
 
+from . import gangs
 from .controller import Controller, JobKey
 from .http import Check, Server
-from .informer import NodeIndex, NodeInformer, PodIndex, PodInformer
+from .informer import GangIndex, GangInformer, NodeIndex, NodeInformer, PodIndex, PodInformer
 from .jobs import ParsedJobs, StoredJob
 from .kopf_internals import watchers_alive
 from .kube import KubeApi, load_client_config
 from .leader import KubernetesLeaseApi, LeaderElector
 from .metrics import (
+    GANG_ADMISSION,
     LEADER,
     NODE_FACTS,
     QUEUE_DEPTH,
@@ -60,7 +63,7 @@ class Runtime:
         self.lease_api: KubernetesLeaseApi | None = None
         self.lease_task: asyncio.Task[None] | None = None
         self.lag_task: asyncio.Task[None] | None = None
-        self.informers: list[PodInformer] = []
+        self.informers: list[PodInformer | GangInformer] = []
         self.informer_tasks: list[asyncio.Task[None]] = []
         self.node_informer: NodeInformer | None = None
         self.node_task: asyncio.Task[None] | None = None
@@ -78,6 +81,20 @@ class Runtime:
         self.informer_tasks = [
             asyncio.create_task(informer.run(), name=f"pod informer {informer.scope}")
             for informer in self.informers
+        ]
+
+    def start_gang_informers(
+        self, api: KubeApi, index: GangIndex, version: str, controller: Controller
+    ) -> None:
+        """Under gang admission: the jobs' PodGroups, as the pods are watched."""
+        informers = [
+            GangInformer(api, index, namespace, version, controller.enqueue)
+            for namespace in (self.settings.namespaces or (None,))
+        ]
+        self.informers += informers
+        self.informer_tasks += [
+            asyncio.create_task(informer.run(), name=f"podgroup informer {informer.scope}")
+            for informer in informers
         ]
 
     def start_node_informer(
@@ -207,19 +224,25 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
             on_started_leading=resync,
         )
         runtime.lease_task = asyncio.create_task(runtime.elector.run(), name="leader election")
+    gang_version = await gang_admission(runtime.api, ours.gang_admission)
     pods = PodIndex()
     nodes = NodeIndex()
+    groups = GangIndex()
     runtime.controller = Controller(
         runtime.api,
         ours.rules,
         job,
         pods.pods,
         nodes=nodes.get,
+        gangs=groups.get,
+        gang_version=gang_version,
         leading=leading,
         create_concurrency=max(1, ours.api_concurrency // 2),  # the rest for status writes
     )
     LEADER.set_function(lambda: 1.0 if leading() else 0.0)
     runtime.start_pod_informers(runtime.api, pods, runtime.controller)
+    if gang_version is not None:
+        runtime.start_gang_informers(runtime.api, groups, gang_version, runtime.controller)
     runtime.start_node_informer(runtime.api, nodes, pods, runtime.controller)
     NODE_FACTS.set_function(lambda: 1.0 if runtime.node_facts() else 0.0)
     runtime.task = asyncio.create_task(
@@ -239,6 +262,36 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **indices: Any) -> N
     # its pauses of the event loop short.
     gc.collect()
     gc.freeze()
+
+
+async def gang_admission(api: KubeApi, mode: str) -> str | None:
+    """The scheduling.k8s.io version of PodGroups to use, or None: gang admission off. Said in
+    the log and the `ucloud_gang_admission` metric. Where `on` cannot be had the operator stops
+    (kopf ends the operator on a PermanentError at startup); an unreachable API server is
+    retried, as any failure of a startup handler."""
+    served = gangs.served_version(await api.discover(gangs.API_GROUP)) if mode != "off" else None
+    try:
+        version = gangs.resolve(mode, served)
+    except gangs.GangAdmissionUnavailable as error:
+        logger.error("%s", error)
+        raise kopf.PermanentError(str(error)) from error
+    if version is not None:
+        logger.info(
+            "gang admission: on (--gang-admission=%s): a PodGroup of %s/%s per job of more "
+            "than one replica",
+            mode,
+            gangs.API_GROUP,
+            version,
+        )
+    elif mode == "off":
+        logger.info("gang admission: off (--gang-admission=off)")
+    else:
+        logger.info(
+            "gang admission: off (--gang-admission=auto): the API server serves no podgroups in %s",
+            gangs.API_GROUP,
+        )
+    GANG_ADMISSION.labels(mode, version or "").set(1 if version else 0)
+    return version
 
 
 @kopf.on.cleanup(registry=registry)

@@ -12,6 +12,8 @@ before its pods are known. A watch that ends is resumed from the last resourceVe
 bookmark included); one that is too old (410 Gone) is replaced by a new list, whose differences
 from the index are applied as events are.
 
+Under gang admission, the jobs' PodGroups too: only the scheduler's verdict on each is kept.
+
 Nodes tell a lost node on Kubernetes >= 1.36, where its pods stay `Running` (nodes.py). Their
 heartbeats change no summary, so only a node that stops or starts reporting queues the jobs with
 a replica on it. The operator may lack the permission to read nodes (a namespaced install
@@ -26,6 +28,8 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
+from . import gangs
+from .gangs import GangPlacement, placement_of
 from .kube import Expired, Forbidden, Refused, Transient, backoff
 from .metrics import WATCH_EVENTS
 from .models import JOB_NAME_LABEL
@@ -420,3 +424,90 @@ class _NodeStore:
 def _keyed_node(body: Any) -> tuple[str, NodeHealth] | None:
     node = observe_node(body)
     return (node.name, node) if node.name else None
+
+
+# --- the gangs' PodGroups ----------------------------------------------------------------------
+
+
+class GangIndex:
+    """The scheduler's verdict on each job's PodGroup, by job key (a group is named after its
+    job)."""
+
+    def __init__(self) -> None:
+        self._groups: dict[JobKey, GangPlacement] = {}
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def get(self, key: JobKey) -> GangPlacement | None:
+        return self._groups.get(key)
+
+    def in_namespace(self, namespace: str | None) -> list[JobKey]:
+        return [key for key in self._groups if namespace is None or key[0] == namespace]
+
+    def put(self, key: JobKey, placement: GangPlacement) -> bool:
+        """Store a group's verdict; whether it changed."""
+        before = self._groups.get(key)
+        self._groups[key] = placement
+        return before != placement
+
+    def remove(self, key: JobKey) -> bool:
+        return self._groups.pop(key, None) is not None
+
+
+class GangInformer(Informer[JobKey, GangPlacement]):
+    """Lists and watches the jobs' PodGroups of one namespace (or all of them) into a
+    `GangIndex`, calling `changed` with the key of every job whose group's verdict changed."""
+
+    def __init__(
+        self,
+        api: ListWatch,
+        index: GangIndex,
+        namespace: str | None,
+        version: str,
+        changed: Callable[[JobKey], None],
+        *,
+        first_retry_delay: float = 0.5,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        base = f"/apis/{gangs.API_GROUP}/{version}"
+        where = f"{base}/namespaces/{namespace}" if namespace else base
+        super().__init__(
+            api,
+            gangs.PLURAL,
+            f"{where}/{gangs.PLURAL}",
+            _GangStore(index, namespace, changed),
+            _keyed_group,
+            scope=f"namespace {namespace}" if namespace else "all namespaces",
+            label_selector=JOB_NAME_LABEL,
+            first_retry_delay=first_retry_delay,
+            sleep=sleep,
+        )
+
+
+class _GangStore:
+    def __init__(
+        self, index: GangIndex, namespace: str | None, changed: Callable[[JobKey], None]
+    ) -> None:
+        self._index = index
+        self._namespace = namespace
+        self._changed = changed
+
+    def known(self) -> Iterable[JobKey]:
+        return self._index.in_namespace(self._namespace)
+
+    def put(self, key: JobKey, item: GangPlacement) -> None:
+        if self._index.put(key, item):
+            self._changed(key)
+
+    def remove(self, key: JobKey) -> None:
+        if self._index.remove(key):
+            self._changed(key)
+
+
+def _keyed_group(body: Any) -> tuple[JobKey, GangPlacement] | None:
+    metadata = as_mapping(body.get("metadata")) if isinstance(body, Mapping) else {}
+    namespace, name = metadata.get("namespace"), metadata.get("name")
+    if not isinstance(namespace, str) or not isinstance(name, str):
+        return None
+    return (namespace, name), placement_of(body)

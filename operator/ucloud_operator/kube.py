@@ -24,6 +24,7 @@ from typing import Any, Protocol, cast
 import aiohttp
 from kubernetes import client, config
 
+from . import gangs
 from .metrics import API_LATENCY, API_REQUESTS, API_RETRIES
 from .models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .status import Event
@@ -38,6 +39,9 @@ _RETRY_DELAYS = (0.1, 0.3, 1.0, 3.0)  # then the reconcile gives up and requeues
 _RETRY_AFTER_STATUS = frozenset({429, 503})
 MAX_RETRY_AFTER = 30.0  # seconds: a longer Retry-After is cut to this
 _TOKEN_REFRESH_SECONDS = 60.0  # bound service-account tokens rotate; re-read the file this often
+
+
+_RESOURCES = {"Pod": "pods", "Service": "services", "PodGroup": gangs.PLURAL}
 
 
 class Refused(Exception):  # noqa: N818 - it reads as "the API server refused"
@@ -67,6 +71,7 @@ class JobApi(Protocol):
     async def create(self, body: dict[str, Any]) -> None: ...
     async def delete_pod(self, namespace: str, name: str) -> None: ...
     async def delete_service(self, namespace: str, name: str) -> None: ...
+    async def delete_pod_group(self, namespace: str, name: str, version: str) -> None: ...
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
     async def emit_event(self, namespace: str, name: str, uid: str, event: Event) -> None: ...
 
@@ -181,9 +186,12 @@ class KubeApi:
             raise Transient(f"watch {resource}: not JSON: {error}") from error
 
     async def create(self, body: dict[str, Any]) -> None:
-        """Create a pod or Service; AlreadyExists is success (names are deterministic)."""
-        resource = "pods" if body["kind"] == "Pod" else "services"
-        path = f"/api/v1/namespaces/{body['metadata']['namespace']}/{resource}"
+        """Create a pod, Service or PodGroup; AlreadyExists is success (names are
+        deterministic)."""
+        resource = _RESOURCES[body["kind"]]
+        version = body.get("apiVersion", "v1")
+        prefix = "/api/v1" if version == "v1" else f"/apis/{version}"
+        path = f"{prefix}/namespaces/{body['metadata']['namespace']}/{resource}"
         await self._send("create", resource, "POST", path, body, ok_too=409)
 
     async def delete_pod(self, namespace: str, name: str) -> None:
@@ -193,6 +201,27 @@ class KubeApi:
     async def delete_service(self, namespace: str, name: str) -> None:
         path = f"/api/v1/namespaces/{namespace}/services/{name}"
         await self._send("delete", "services", "DELETE", path, None, ok_too=404)
+
+    async def delete_pod_group(self, namespace: str, name: str, version: str) -> None:
+        path = f"/apis/{gangs.API_GROUP}/{version}/namespaces/{namespace}/{gangs.PLURAL}/{name}"
+        await self._send("delete", gangs.PLURAL, "DELETE", path, None, ok_too=404)
+
+    async def discover(self, group: str) -> dict[str, list[str]]:
+        """The versions of API `group` the server serves, each with its resources; empty when
+        it serves none."""
+        try:
+            listing = await self.list_page("discovery", f"/apis/{group}", {})
+        except Refused:  # 404: not served at all
+            return {}
+        served: dict[str, list[str]] = {}
+        for entry in listing.get("versions") or ():
+            version = entry.get("version")
+            if not isinstance(version, str):
+                continue
+            resources = await self.list_page("discovery", f"/apis/{group}/{version}", {})
+            names = [r.get("name") for r in resources.get("resources") or ()]
+            served[version] = [name for name in names if isinstance(name, str)]
+        return served
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"

@@ -73,6 +73,13 @@ NODE_FACTS = Gauge(
     "operator may not read them (403) or has not listed them yet.",
     registry=REGISTRY,
 )
+GANG_ADMISSION = Gauge(
+    "ucloud_gang_admission",
+    "1 when the replicas of a gang are placed all or none through PodGroups of scheduling.k8s.io "
+    "(version: the one used), 0 when gang admission is off; mode: --gang-admission.",
+    ["mode", "version"],
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge("ucloud_workqueue_depth", "Job keys waiting for a pass.", registry=REGISTRY)
 EVENT_LOOP_LAG = Histogram(
     "ucloud_event_loop_lag_seconds",

@@ -89,7 +89,7 @@ def observe(pod: Mapping[str, Any]) -> ReplicaPod:
         namespace=_str(meta.get("namespace")) or "",
         job_name=_str(labels.get(JOB_NAME_LABEL)) or "",
         rank=_rank(labels.get(RANK_LABEL)),
-        owner_uid=_controller_uid(meta.get("ownerReferences")),
+        owner_uid=controller_uid(meta.get("ownerReferences")),
         uid=_str(meta.get("uid")) or "",
         phase=_str(status.get("phase")) or "",
         node=_str(spec.get("nodeName")),
@@ -142,7 +142,8 @@ def parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _controller_uid(refs: Any) -> str | None:
+def controller_uid(refs: Any) -> str | None:
+    """The uid of the controlling owner among ownerReferences: which job instance owns it."""
     for ref in as_list(refs):
         if isinstance(ref, Mapping) and ref.get("controller") is True:
             return _str(ref.get("uid"))

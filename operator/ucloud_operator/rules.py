@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from .gangs import GangPlacement
 from .models import JobState, Reason, UCloudJobSpec, UCloudJobStatus
 from .nodes import NodeHealth
 from .replicas import (
@@ -72,6 +73,8 @@ class Observed:
     # The replicas' nodes by name, as far as they are known: none at all when the operator may
     # not read nodes, and then only the pods' own signals tell a lost node.
     nodes: Mapping[str, NodeHealth] = field(default_factory=dict)
+    # The scheduler's verdict on the job's PodGroup, under gang admission (None: no group seen).
+    gang: GangPlacement | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +289,14 @@ def _running_or_queued(job: Job, facts: Facts) -> Outcome:
 
 
 def _queue_reason(facts: Facts, counted: str) -> tuple[Reason, str]:
-    """The most telling reason a queued job waits."""
+    """The most telling reason a queued job waits: a gang the scheduler cannot place whole
+    first (its pods then only repeat the group's verdict), then the replicas' own."""
+    gang = facts.gang
+    if gang is not None and gang.scheduled is False:
+        detail = gang.message or "no message"
+        if gang.reason not in ("", Reason.UNSCHEDULABLE):
+            detail = f"{gang.reason}: {detail}"  # SchedulerError: the scheduler failed, not the fit
+        return Reason.UNSCHEDULABLE, detail
     pods = [pod for _, pod in sorted(facts.pods.items())]
     for pod in pods:
         if pod.unschedulable:
@@ -326,6 +336,7 @@ class Facts:
     expires_at: datetime | None
     policy_violations: tuple[str, ...]
     recheck_at: datetime | None
+    gang: GangPlacement | None  # the verdict on this job's own PodGroup
 
     @staticmethod
     def gather(job: Job, observed: Observed, now: datetime, settings: Settings) -> Facts:
@@ -335,6 +346,10 @@ class Facts:
         lost = frozenset(recorded - pods.keys() - observed.creating)
         expires_at = expires_at_of(job, job.status.started_at)
         violations = job.template_violations if settings.forbid_privileged_templates else ()
+        # A group left by an earlier job of the same name says nothing about this one.
+        gang = observed.gang
+        if gang is not None and gang.owner_uid != job.uid:
+            gang = None
         return Facts(
             pods=pods,
             refused=observed.refused,
@@ -346,6 +361,7 @@ class Facts:
             expires_at=expires_at,
             policy_violations=violations,
             recheck_at=_recheck_at(pods.values(), observed.nodes, expires_at, now, settings),
+            gang=gang,
         )
 
 

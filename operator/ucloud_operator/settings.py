@@ -33,6 +33,7 @@ class OperatorSettings:
     node_lost_grace: float = 60.0
     metrics_secure: bool = False
     metrics_cert_dir: str = ""  # empty: a self-signed certificate made at start
+    gang_admission: str = "auto"  # auto, on or off: see --gang-admission
     # Settings given by a deprecated name, each a sentence for the log.
     deprecated: tuple[str, ...] = ()
 
@@ -87,6 +88,7 @@ ENV_FLAGS = {
     "UCLOUD_LEADER_ELECT": "--leader-elect",
     "UCLOUD_LEASE_NAMESPACE": "--lease-namespace",
     "UCLOUD_LEASE_NAME": "--lease-name",
+    "UCLOUD_GANG_ADMISSION": "--gang-admission",
 }
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
 # The on/off flags (argparse's BooleanOptionalAction): their variables take one of those words.
@@ -164,6 +166,14 @@ def parser(environ: Mapping[str, str]) -> _Parser:
         default="enforce",
         help="refuse templates with privileged containers, hostPath volumes or host namespaces "
         "(FAILURE, TemplateNotAllowed) [env UCLOUD_POD_POLICY]",
+    )
+    p.add_argument(
+        "--gang-admission",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="place the replicas of a job all or none, through Kubernetes' Workload API "
+        "(a PodGroup per job of more than one replica): auto uses it where the API server "
+        "serves it; on refuses to start where it does not [env UCLOUD_GANG_ADMISSION]",
     )
     p.add_argument(
         "--log-level",
@@ -292,6 +302,7 @@ def parse(
         lease_name=args.lease_name,
         metrics_secure=args.metrics_secure,
         metrics_cert_dir=args.metrics_cert_dir,
+        gang_admission=args.gang_admission,
         deprecated=tuple(deprecated),
     )
 

@@ -42,9 +42,10 @@ class Decision:
     status: UCloudJobStatus
     changed: bool  # the status differs in substance from the previous one: write it
     create_ranks: tuple[int, ...] = ()
-    create_service: bool = False
+    # The gang's own objects: its headless Service and, under gang admission, its PodGroup.
+    create_gang: bool = False  # created before its pods
     delete_pods: tuple[str, ...] = ()  # written status first, then these deletes
-    delete_service: bool = False  # the gang's headless Service, sent with the final status
+    delete_gang: bool = False  # sent with the final status
     event: Event | None = None
     recheck_at: datetime | None = None  # look again then, even without a watch event
 
@@ -102,13 +103,13 @@ def build_decision(job: Job, facts: Facts, outcome: Outcome, now: datetime) -> D
         status=status,
         changed=essence(status) != essence(previous),
         create_ranks=outcome.create_ranks,
-        create_service=bool(outcome.create_ranks) and gang,
+        create_gang=bool(outcome.create_ranks) and gang,
         delete_pods=deletes,
-        # A finished gang needs no DNS, and every Service left in a namespace costs the
-        # scheduler and the endpoint controllers a selector match on each of its pod events.
+        # A finished gang needs no DNS nor placement, and every Service left in a namespace costs
+        # the scheduler and the endpoint controllers a selector match on each of its pod events.
         # Decided on the pass that enters the final state, which is repeated only if that
-        # write fails: the Service is never looked up, and its delete is sent once per job.
-        delete_service=entered and outcome.state.is_final and gang and bool(facts.created_ranks),
+        # write fails: the objects are never looked up, and their deletes sent once per job.
+        delete_gang=entered and outcome.state.is_final and gang and bool(facts.created_ranks),
         event=event,
         recheck_at=facts.recheck_at if active else None,
     )

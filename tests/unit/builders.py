@@ -9,6 +9,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from ucloud_operator.gangs import GangPlacement
 from ucloud_operator.jobs import read_job
 from ucloud_operator.models import JOB_NAME_LABEL, RANK_LABEL, JobState, UCloudJobStatus
 from ucloud_operator.nodes import UNREACHABLE_TAINT, NodeHealth, observe_node
@@ -273,6 +274,7 @@ def observed(
     creating: tuple[int, ...] = (),
     refused: dict[int, str] | None = None,
     nodes: tuple[NodeBuilder, ...] = (),
+    gang: GangPlacement | None = None,
 ) -> Observed:
     summaries = [p.observe() if isinstance(p, PodBuilder) else p for p in pods]
     healths = [n.observe() for n in nodes]
@@ -281,6 +283,7 @@ def observed(
         creating=frozenset(creating),
         refused=refused or {},
         nodes={h.name: h for h in healths},
+        gang=gang,
     )
 
 
@@ -292,10 +295,11 @@ def run(
     nodes: tuple[NodeBuilder, ...] = (),
     now: datetime = NOW,
     settings: Settings | None = None,
+    gang: GangPlacement | None = None,
 ) -> Decision:
     return decide(
         the_job,
-        observed(*pods, creating=creating, refused=refused, nodes=nodes),
+        observed(*pods, creating=creating, refused=refused, nodes=nodes, gang=gang),
         now,
         settings or Settings(),
     )

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from ucloud_operator.informer import Informer
 from ucloud_operator.kube import Forbidden, Refused, Transient
 from ucloud_operator.status import Event
 
@@ -21,8 +22,8 @@ def pod_of(job: str, rank: int, version: str = "1") -> PodBuilder:
     return built
 
 
-def event(kind: str, built: PodBuilder | NodeBuilder) -> dict[str, Any]:
-    return {"type": kind, "object": built.build()}
+def event(kind: str, built: PodBuilder | NodeBuilder | dict[str, Any]) -> dict[str, Any]:
+    return {"type": kind, "object": built if isinstance(built, dict) else built.build()}
 
 
 def bookmark(version: str) -> dict[str, Any]:
@@ -30,10 +31,11 @@ def bookmark(version: str) -> dict[str, Any]:
 
 
 def page(
-    items: list[PodBuilder] | list[NodeBuilder], version: str, more: str = ""
+    items: list[PodBuilder] | list[NodeBuilder] | list[dict[str, Any]], version: str, more: str = ""
 ) -> dict[str, Any]:
     metadata = {"resourceVersion": version, **({"continue": more} if more else {})}
-    return {"items": [item.build() for item in items], "metadata": metadata}
+    built = [item if isinstance(item, dict) else item.build() for item in items]
+    return {"items": built, "metadata": metadata}
 
 
 class ScriptedApi:
@@ -73,6 +75,16 @@ class ScriptedApi:
             yield item
 
 
+async def run_informer_until_drained(api: ScriptedApi, informer: Informer[Any, Any]) -> None:
+    """Run the informer until the scripted API has given out every answer, then stop it."""
+    task = asyncio.create_task(informer.run())
+    try:
+        await asyncio.wait_for(api.drained.wait(), 5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 def forbidden() -> Forbidden:
     return Forbidden(
         'nodes is forbidden: User "system:serviceaccount:ucloud-system:ucloud-op"'
@@ -81,20 +93,25 @@ def forbidden() -> Forbidden:
 
 
 class FakeApi:
-    """Records every call; `refuse` and `fail` make creates fail."""
+    """Records every call; `refuse` and `fail` make creates fail, keyed by the object's name, or
+    by "Kind/name" for one kind only."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
+        self.created: list[dict[str, Any]] = []  # the bodies of the creates that went through
         self.refuse: dict[str, str] = {}
         self.fail: set[str] = set()
 
     async def create(self, body: dict[str, Any]) -> None:
         name = body["metadata"]["name"]
+        keys = (name, f"{body['kind']}/{name}")
         self.calls.append((f"create {body['kind']}", name))
-        if name in self.refuse:
-            raise Refused(self.refuse[name])
-        if name in self.fail:
-            raise Transient("connection reset")
+        for key in keys:
+            if key in self.refuse:
+                raise Refused(self.refuse[key])
+            if key in self.fail:
+                raise Transient("connection reset")
+        self.created.append(body)
 
     async def delete_pod(self, namespace: str, name: str) -> None:
         self.calls.append(("delete Pod", name))
@@ -103,6 +120,9 @@ class FakeApi:
         self.calls.append(("delete Service", name))
         if name in self.fail:
             raise Transient("connection reset")
+
+    async def delete_pod_group(self, namespace: str, name: str, version: str) -> None:
+        self.calls.append(("delete PodGroup", f"{version}/{name}"))
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.calls.append(("patch status", status))

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from ucloud_operator.controller import Controller, JobKey, merge_patch
+from ucloud_operator.gangs import GangPlacement
 from ucloud_operator.models import JobState, UCloudJobStatus
 from ucloud_operator.nodes import NodeHealth
 from ucloud_operator.replicas import ReplicaPod
@@ -25,10 +26,17 @@ KEY: JobKey = ("default", "sim")
 class World:
     """The watch's view: jobs, pods and nodes, changed by the test."""
 
-    def __init__(self, the_job: Job, *pods: ReplicaPod, batch_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        the_job: Job,
+        *pods: ReplicaPod,
+        batch_seconds: float = 1.0,
+        gang_version: str | None = None,
+    ) -> None:
         self.job: Job | None = the_job
         self.pods = list(pods)
         self.nodes: dict[str, NodeHealth] = {}
+        self.groups: dict[JobKey, GangPlacement] = {}
         self.api = FakeApi()
         self.controller = Controller(
             self.api,
@@ -36,6 +44,8 @@ class World:
             lambda key: self.job,
             lambda key: self.pods,
             nodes=self.nodes.get,
+            gangs=self.groups.get,
+            gang_version=gang_version,
             clock=lambda: NOW,
             batch_seconds=batch_seconds,
         )
@@ -337,3 +347,92 @@ def test_a_json_log_line_carries_its_job_under_job() -> None:
 
 def test_a_text_log_line_names_its_job() -> None:
     assert "[team-a/train] IN_QUEUE -> RUNNING" in logged("text")
+
+
+# --- gang admission ----------------------------------------------------------------------------
+
+
+async def test_under_gang_admission_the_podgroup_comes_before_the_pods_which_name_it() -> None:
+    world = World(job(replicas=2), gang_version="v1beta1")
+    await world.reconcile()
+    assert world.api.kinds() == [
+        "create Service",
+        "create PodGroup",
+        "create Pod",
+        "create Pod",
+        "patch status",
+        "event",
+    ]
+    group, *pods = [body for body in world.api.created if body["kind"] != "Service"]
+    assert group["apiVersion"] == "scheduling.k8s.io/v1beta1"
+    assert group["spec"]["schedulingPolicy"] == {"gang": {"minCount": 2}}
+    assert [p["spec"]["schedulingGroup"] for p in pods] == [{"podGroupName": "sim"}] * 2
+
+
+async def test_without_gang_admission_no_podgroup_and_pods_name_none() -> None:
+    world = World(job(replicas=2))
+    await world.reconcile()
+    assert "create PodGroup" not in world.api.kinds()
+    assert all("schedulingGroup" not in b["spec"] for b in world.api.created if b["kind"] == "Pod")
+
+
+async def test_a_single_replica_gets_no_podgroup_under_gang_admission() -> None:
+    world = World(job(replicas=1), gang_version="v1alpha2")
+    await world.reconcile()
+    assert world.api.kinds()[:1] == ["create Pod"]
+    assert "create PodGroup" not in world.api.kinds()
+    assert "schedulingGroup" not in world.api.created[0]["spec"]
+
+
+async def test_a_refused_podgroup_creates_no_pod_and_fails_the_job() -> None:
+    world = World(job(replicas=2), gang_version="v1beta1")
+    world.api.refuse["PodGroup/sim"] = 'podgroups.scheduling.k8s.io "sim" is forbidden'
+    await world.reconcile()
+    assert "create Pod" not in world.api.kinds()
+    decision = await world.reconcile()
+    assert decision.status.state is JobState.FAILURE
+    assert decision.status.reason == "PodCreationFailed"
+    assert "its PodGroup was refused: podgroups.scheduling.k8s.io" in decision.status.message
+
+
+async def test_a_podgroup_that_cannot_be_created_now_holds_the_pods_back_until_it_can() -> None:
+    world = World(job(replicas=2), gang_version="v1beta1")
+    world.api.fail.add("PodGroup/sim")
+    await world.reconcile()
+    assert "create Pod" not in world.api.kinds()  # never a pod placed without its group
+    world.api.fail.clear()
+    world.api.calls.clear()
+    await world.reconcile()
+    assert world.api.kinds()[:4] == [
+        "create Service",
+        "create PodGroup",
+        "create Pod",
+        "create Pod",
+    ]
+
+
+async def test_a_gang_the_scheduler_cannot_place_is_queued_with_its_message() -> None:
+    world = World(job(replicas=2), gang_version="v1beta1")
+    first = await world.reconcile()
+    world.job = replace(world.job, status=first.status)
+    world.pods = [pod(0).unschedulable("pod group is unschedulable").observe(), pod(1).observe()]
+    message = "minCount (2) cannot be satisfied: 1 scheduled, 0 remaining"
+    world.groups[KEY] = GangPlacement("job-uid-1", False, "Unschedulable", message)
+    decision = await world.reconcile()
+    assert decision.status.state is JobState.IN_QUEUE
+    assert (decision.status.reason, decision.status.message) == ("Unschedulable", message)
+    assert decision.status.running_replicas == 0
+
+
+async def test_a_gang_entering_its_final_state_deletes_its_podgroup_with_the_write() -> None:
+    world = World(job(replicas=2), gang_version="v1alpha2")
+    decision = await world.reconcile()
+    world.pods = [pod(0).observe(), pod(1).observe()]
+    world.job = job(replicas=2, cancel=True, status=decision.status)
+    for _ in range(2):  # CANCELING, then SUCCESS once the pods are gone
+        decision = await world.reconcile()
+        world.job = replace(world.job, status=decision.status)
+        world.pods = []
+    assert decision.status.state is JobState.SUCCESS
+    assert world.api.calls.count(("delete PodGroup", "v1alpha2/sim")) == 1
+    assert world.api.calls.count(("delete Service", "sim")) == 1

@@ -13,7 +13,7 @@ from ucloud_operator.informer import JobKey, NodeIndex, NodeInformer, PodIndex, 
 from ucloud_operator.kube import Expired, Forbidden, Refused, Transient
 
 from .builders import node
-from .fakes import ScriptedApi, bookmark, event, forbidden, page, pod_of
+from .fakes import ScriptedApi, bookmark, event, forbidden, page, pod_of, run_informer_until_drained
 
 
 async def run_until_drained(
@@ -24,18 +24,6 @@ async def run_until_drained(
     informer = PodInformer(api, index, namespace, changed.append, first_retry_delay=0.0)
     await run_informer_until_drained(api, informer)
     return index, changed, informer
-
-
-async def run_informer_until_drained(
-    api: ScriptedApi, informer: PodInformer | NodeInformer
-) -> None:
-    """Run the informer until the scripted API has given out every answer, then stop it."""
-    task = asyncio.create_task(informer.run())
-    try:
-        await asyncio.wait_for(api.drained.wait(), 5)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 def ranks(index: PodIndex, job: str) -> list[int | None]:

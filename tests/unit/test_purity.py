@@ -14,12 +14,14 @@ import pytest
 SOURCE_ROOT = Path(__file__).resolve().parents[2] / "operator"
 
 # The decisions and what they read: the rules, the status builder, the pod and node summaries,
-# the pod and Service builders, the template policy, the job reader and the API models.
+# the gangs' verdicts, the pod, Service and PodGroup builders, the template policy, the job
+# reader and the API models.
 PURE_MODULES = (
     "rules",
     "status",
     "replicas",
     "nodes",
+    "gangs",
     "children",
     "pod_policy",
     "jobs",

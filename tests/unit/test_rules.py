@@ -75,24 +75,24 @@ def test_a_gang_entering_a_final_state_deletes_its_service_once(state: JobState)
     pods, now = ends[state]
     entering = run(running, *pods, now=now)
     assert entering.status.state is state
-    assert entering.delete_service
+    assert entering.delete_gang
     # Until the final state is written the pass is repeated, and so is the delete; after, never.
-    assert run(running, *pods, now=now).delete_service
-    assert not run(after(running, entering), *pods, now=now).delete_service
+    assert run(running, *pods, now=now).delete_gang
+    assert not run(after(running, entering), *pods, now=now).delete_gang
     for earlier in (queued_gang, running):
-        assert not run(earlier, pod(0).running(), pod(1).running()).delete_service
+        assert not run(earlier, pod(0).running(), pod(1).running()).delete_gang
 
 
 def test_no_service_to_delete_for_one_replica_or_a_gang_that_never_got_pods() -> None:
     single = run(running_job(replicas=1), pod(0).terminated(0))
     assert single.status.state is JobState.SUCCESS
-    assert not single.delete_service
+    assert not single.delete_gang
     privileged = {"containers": [{"name": "m", "image": "x",
                                   "securityContext": {"privileged": True}}]}
     refused = in_state(job(replicas=2, template_spec=privileged), JobState.IN_QUEUE)
     decision = run(refused)
     assert decision.status.reason == Reason.TEMPLATE_NOT_ALLOWED
-    assert not decision.delete_service
+    assert not decision.delete_gang
 
 
 def test_rule_1_a_replica_the_operator_deleted_stays_deleted_without_a_write() -> None:
@@ -533,12 +533,12 @@ def test_rule_4_a_new_job_is_queued_and_its_pods_are_created() -> None:
     assert decision.status.reason == Reason.WAITING_FOR_REPLICAS
     assert decision.status.message == "0/3 replicas running"
     assert decision.create_ranks == (0, 1, 2)
-    assert decision.create_service
+    assert decision.create_gang
     assert [r.rank for r in decision.status.replica_statuses] == [0, 1, 2]
 
 
 def test_rule_4_one_replica_gets_no_service() -> None:
-    assert not run(job(replicas=1)).create_service
+    assert not run(job(replicas=1)).create_gang
 
 
 def test_rule_4_running_when_every_replica_runs() -> None:

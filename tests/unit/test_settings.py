@@ -140,6 +140,7 @@ def test_the_help_documents_the_old_name() -> None:
         ({"UCLOUD_POD_POLICY": "maybe"}, "invalid choice: 'maybe'"),
         ({"UCLOUD_LOG_FORMAT": "xml"}, "(set by UCLOUD_LOG_FORMAT)"),
         ({"UCLOUD_LEADER_ELECT": "perhaps"}, "UCLOUD_LEADER_ELECT: expected one of"),
+        ({"UCLOUD_GANG_ADMISSION": "always"}, "(set by UCLOUD_GANG_ADMISSION)"),
     ],
 )
 def test_bad_environment_values_are_refused_naming_the_variable(
@@ -157,3 +158,12 @@ def test_the_command_line_wins_over_the_environment() -> None:
     # A bad variable is refused even when its flag is given too: the deployment is wrong.
     with pytest.raises(SystemExit):
         parse(["--workers", "5"], {"UCLOUD_WORKERS": "many"})
+
+
+def test_gang_admission_is_auto_unless_told() -> None:
+    assert parse([], {}).gang_admission == "auto"
+    assert parse(["--gang-admission=off"], {}).gang_admission == "off"
+    assert parse([], {"UCLOUD_GANG_ADMISSION": "on"}).gang_admission == "on"
+    assert parse(["--gang-admission", "auto"], {"UCLOUD_GANG_ADMISSION": "on"}).gang_admission == (
+        "auto"
+    )

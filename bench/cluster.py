@@ -5,6 +5,10 @@ benchmark it gets (through UCLOUD_KWOKCTL_ARGS, so hack/ is unchanged) the bench
 log path and the kube-controller-manager flags of the configuration under test; then this module
 adds `--nodes` fake nodes with `--node-pods` pods each (KWOK annotation, label type=kwok, no
 taints, no resource requests in the benchmark's pods) and applies the UCloudJob CRD.
+
+The Workload API (`--workload-api`) is off unless asked for (UCLOUD_WORKLOAD_API=0), so runs stay
+comparable with those made before hack/cluster.sh turned it on; on, the Job controller's own
+Workload integration can be added through UCLOUD_EXTRA_FEATURE_GATES (`WorkloadWithJob=true`).
 """
 
 from __future__ import annotations
@@ -57,8 +61,18 @@ def kwokctl_args(audit_log: Path, extra: dict[str, list[str]]) -> list[str]:
     return args
 
 
-def up(name: str, audit_log: Path, extra: dict[str, list[str]], log: Path) -> str:
-    """A fresh cluster (any old one of the name is deleted first); returns its kubeconfig."""
+def up(
+    name: str,
+    audit_log: Path,
+    extra: dict[str, list[str]],
+    log: Path,
+    *,
+    workload_api: bool = False,
+    extra_gates: str = "",
+) -> str:
+    """A fresh cluster (any old one of the name is deleted first); returns its kubeconfig.
+    `workload_api` decides UCLOUD_WORKLOAD_API (the environment's is not used); `extra_gates`
+    (comma-separated) go to hack/cluster.sh as UCLOUD_EXTRA_FEATURE_GATES."""
     assert name.startswith("bench"), "benchmark clusters are named bench*"
     down(name, log)
     audit_log.parent.mkdir(parents=True, exist_ok=True)
@@ -66,10 +80,11 @@ def up(name: str, audit_log: Path, extra: dict[str, list[str]], log: Path) -> st
         if any(c.isspace() for c in word):
             raise SystemExit(f"paths with spaces are not supported by UCLOUD_KWOKCTL_ARGS: {word}")
     env = {
-        # The Workload API's alpha gates off unless asked for: the runs stay comparable with
-        # those made before hack/cluster.sh turned them on.
-        "UCLOUD_WORKLOAD_API": "0",
         **os.environ,
+        # The Workload API off unless asked for: the runs stay comparable with those made before
+        # hack/cluster.sh turned it on.
+        "UCLOUD_WORKLOAD_API": "1" if workload_api else "0",
+        "UCLOUD_EXTRA_FEATURE_GATES": extra_gates,
         "UCLOUD_CLUSTER": name,
         "UCLOUD_KWOKCTL_ARGS": " ".join(kwokctl_args(audit_log, extra)),
     }
@@ -135,12 +150,50 @@ def component_cmdlines(name: str) -> dict[str, str]:
                         "--concurrent-",
                         "--audit-log-path",
                         "--node-lease",
+                        "--feature-gates",
+                        "--runtime-config",
                     )
                 )
             )
             or "(defaults)"
         )
     return out
+
+
+def kube_versions() -> dict[str, str]:
+    """KUBE_VERSION and ETCD_VERSION as hack/cluster.sh sees them: hack/versions.env's, or the
+    environment's KUBE_VERSION (and the etcd that goes with its minor)."""
+    out = subprocess.run(
+        ["bash", "-c", 'source hack/versions.env && echo "$KUBE_VERSION $ETCD_VERSION"'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout.split()
+    return {"kube_version": out[0], "etcd_version": out[1]} if len(out) == 2 else {}
+
+
+async def served(kubeconfig: str) -> dict[str, Any]:
+    """What the API server says it is, and which scheduling.k8s.io versions serve podgroups."""
+    async with Client(kubeconfig, "setup", pool=2) as client:
+        version = await client.get_json("/version")
+        group = await client.get_json("/apis/scheduling.k8s.io")
+        podgroups = []
+        for entry in group.get("versions") or []:
+            listing = await client.get_json(f"/apis/{entry['groupVersion']}")
+            if any(r.get("name") == "podgroups" for r in listing.get("resources") or []):
+                podgroups.append(entry["groupVersion"])
+    return {"server_version": version.get("gitVersion"), "podgroups_served_in": podgroups}
+
+
+def kube_minor(server_version: str | None) -> tuple[int, int]:
+    """(1, 37) from "v1.37.2"; (0, 0) when unreadable."""
+    parts = (server_version or "").lstrip("v").split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return 0, 0
 
 
 def node(name: str, pods: int) -> dict[str, Any]:

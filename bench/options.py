@@ -31,6 +31,7 @@ class Settings(argparse.Namespace):
     idle_seconds: float
     phase_timeout: float | None
     operator_args: list[str]
+    workload_api: str
     max_load: float
     load_wait: float
     profile_operator: bool
@@ -140,6 +141,17 @@ def parse_args(description: str, argv: list[str] | None = None) -> Settings:
         type=lambda s: s.split(),
         default=[],
         help="extra operator flags, space-separated",
+    )
+    p.add_argument(
+        "--workload-api",
+        choices=("off", "on"),
+        default="off",
+        help="on: the clusters serve the Workload API (UCLOUD_WORKLOAD_API=1), so the operator's "
+        "--gang-admission=auto gives each job of more than one replica a PodGroup; with the jobs "
+        "system, kube-controller-manager's Job controller gets its own Workload integration "
+        "(feature gate WorkloadWithJob) and, on Kubernetes >= 1.37, the Jobs "
+        "spec.scheduling.schedulingPolicy.gang. off: as before (the environment's "
+        "UCLOUD_WORKLOAD_API is not used)",
     )
     p.add_argument(
         "--max-load",

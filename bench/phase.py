@@ -42,6 +42,8 @@ class Target:
     cluster_name: str
     kubeconfig: str
     artifacts: Path
+    # The Jobs' spec.scheduling (the Job controller's gang on Kubernetes >= 1.37), or None.
+    job_scheduling: dict[str, Any] | None = None
 
 
 class Phase:
@@ -131,6 +133,7 @@ class Phase:
                     settings.replicas,
                     settings.run_seconds,
                     self.pace if self.regime == "paced" else None,
+                    job_scheduling=self.target.job_scheduling,
                 )
             )
             timed_out = await self.wait_final(submit_task, tracked)

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from cluster import ROOT
+from cluster import ROOT, kube_versions
 from procstat import loadavg
 
 
@@ -42,8 +42,9 @@ def versions() -> dict[str, Any]:
     with contextlib.suppress(OSError):
         for line in (ROOT / "hack" / "versions.env").read_text().splitlines():
             m = re.match(r"^([A-Z_]+)=(\S+)", line)
-            if m:
+            if m and not m.group(1).endswith("_IMAGE"):  # the real node's; the bench uses none
                 out[m.group(1).lower()] = m.group(2)
+    out.update(kube_versions())  # the environment's KUBE_VERSION, as hack/cluster.sh takes it
     with contextlib.suppress(importlib.metadata.PackageNotFoundError):
         for pkg in ("kopf", "kubernetes", "aiohttp", "pydantic"):
             out[pkg] = importlib.metadata.version(pkg)

@@ -104,11 +104,13 @@ def table(out: dict[str, Any]) -> str:
             cal = entry["calibration"]
             flags = entry["component_flags"].get("kube-controller-manager", "(defaults)")
             pace = entry.get("pace_jobs_per_second")
+            wl = entry.get("workload_api") or {}
             lines.append(
                 f"**N = {scale['n']}, R = {scale['replicas']}, kcm {config}** "
                 f"(kube-controller-manager: `{flags}`): C = "
                 f"{cal['ceiling_writes_per_second']:.0f} status patches/s; "
                 + (f"paced at {pace} jobs/s" if pace else "no paced phase")
+                + _workload_api_note(wl)
             )
             lines.append("")
             lines.append(
@@ -164,6 +166,21 @@ def table(out: dict[str, Any]) -> str:
     for skipped in out.get("skipped", []):
         lines.append(f"Skipped N = {skipped['n']}: {skipped['reason']}.")
     return "\n".join(lines) + "\n"
+
+
+def _workload_api_note(wl: dict[str, Any]) -> str:
+    """The Workload API's mode of a configuration (runs before it have none: off)."""
+    if not wl:
+        return ""
+    if wl.get("mode") != "on":
+        return "; Workload API off"
+    served = ", ".join(wl.get("podgroups_served_in") or []) or "none"
+    note = f"; Workload API on (podgroups: {served})"
+    if wl.get("extra_feature_gates"):
+        note += f", kcm gates `{wl['extra_feature_gates']}`"
+    if wl.get("job_spec_scheduling"):
+        note += f", Jobs' spec.scheduling `{json.dumps(wl['job_spec_scheduling'])}`"
+    return note
 
 
 def _loop_lag(metrics: dict[str, Any] | None) -> float | None:

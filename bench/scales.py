@@ -1,6 +1,11 @@
 """A benchmark run, one scale N at a time: for each kube-controller-manager configuration a fresh
 cluster, its calibration, the phases in order (the operator's, then the Job controller's; burst,
-then paced), the resident jobs after the last scale, and the audit counts of every phase."""
+then paced), the resident jobs after the last scale, and the audit counts of every phase.
+
+With `--workload-api on` the clusters serve the Workload API; the operator's default
+`--gang-admission=auto` then gives every job of more than one replica a PodGroup, and the Job
+controller its own gang (feature gate WorkloadWithJob; on Kubernetes >= 1.37 the Jobs ask for it
+in spec.scheduling)."""
 
 from __future__ import annotations
 
@@ -20,6 +25,9 @@ from phase import Phase, Target
 from progress import log
 from resident import resident
 
+WORKLOAD_WITH_JOB = "WorkloadWithJob=true"
+JOB_GANG: dict[str, Any] = {"schedulingPolicy": {"gang": {}}}  # minCount defaults to parallelism
+
 
 class Bench:
     def __init__(self, settings: Settings) -> None:
@@ -36,6 +44,8 @@ class Bench:
         settings = self.settings
         n = out["n"]
         pace: float | None = settings.pace
+        workload_api = settings.workload_api == "on"
+        gates = WORKLOAD_WITH_JOB if workload_api and "jobs" in settings.systems else ""
         for config in settings.configs:
             extra: dict[str, list[str]] = {}
             if config == "lifted":
@@ -47,20 +57,43 @@ class Bench:
             log(f"cluster {cluster_name} ({config}): starting")
             try:
                 kubeconfig = cluster.up(
-                    cluster_name, audit_log, extra, self.artifacts / "cluster.log"
+                    cluster_name,
+                    audit_log,
+                    extra,
+                    self.artifacts / "cluster.log",
+                    workload_api=workload_api,
+                    extra_gates=gates,
                 )
             except (SystemExit, Exception) as error:  # keep the configurations already measured
                 log(f"cluster {cluster_name} did not start ({error}); {config} skipped")
                 out["configs"][config] = {"error": f"cluster did not start: {error}"}
                 continue
-            target = Target(settings, cluster_name, kubeconfig, self.artifacts)
             try:
                 await cluster.prepare(kubeconfig, settings.nodes, settings.node_pods)
+                served = await cluster.served(kubeconfig)
+                if workload_api and not served["podgroups_served_in"]:
+                    raise SystemExit("--workload-api on, but the API server serves no podgroups")
+                # 1.36's Job controller gangs an Indexed Job with completions == parallelism on
+                # its own; 1.37's only when spec.scheduling asks for it.
+                job_gang = bool(gates) and cluster.kube_minor(served["server_version"]) >= (1, 37)
+                target = Target(
+                    settings,
+                    cluster_name,
+                    kubeconfig,
+                    self.artifacts,
+                    job_scheduling=JOB_GANG if job_gang else None,
+                )
                 entry: dict[str, Any] = {
                     "cluster": cluster_name,
                     "flags_requested": extra,
                     "component_flags": cluster.component_cmdlines(cluster_name),
                     "nodes": {"count": settings.nodes, "pods_each": settings.node_pods},
+                    "workload_api": {
+                        "mode": settings.workload_api,
+                        "extra_feature_gates": gates,
+                        "job_spec_scheduling": target.job_scheduling,
+                        **served,
+                    },
                 }
                 out["configs"][config] = entry
                 entry["calibration"] = await measure_ceiling(kubeconfig, settings)

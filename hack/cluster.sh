@@ -15,6 +15,10 @@
 #   UCLOUD_WORKLOAD_API=0       leave the Workload API off (by default on: the feature gates and the
 #                               scheduling.k8s.io version that serve Workload/PodGroup and turn on gang
 #                               scheduling, per Kubernetes minor; see workload_api_flags)
+#   UCLOUD_EXTRA_FEATURE_GATES=WorkloadWithJob=true
+#                               more feature gates, comma-separated, appended to those above (kwokctl
+#                               gives them to kube-apiserver, kube-controller-manager, kube-scheduler);
+#                               bench/ uses it for the Job controller's own Workload integration
 #   UCLOUD_AUDIT_LOG=path       turn on the API server audit log (policy: hack/audit-policy.yaml)
 #   UCLOUD_NO_QPS_LIMITS=1      kwokctl --disable-qps-limits (no APF/inflight limits, high client QPS)
 #   UCLOUD_KWOKCTL_ARGS="..."   extra `kwokctl create cluster` flags, word-split
@@ -72,6 +76,9 @@ workload_api_flags() {
       1.37.*) gates=GenericWorkload=true runtime_config=scheduling.k8s.io/v1beta1=true ;;
       *) die "no Workload API settings for Kubernetes $KUBE_VERSION (UCLOUD_WORKLOAD_API=0 runs without)" ;;
     esac
+  fi
+  if [[ -n "${UCLOUD_EXTRA_FEATURE_GATES:-}" ]]; then
+    gates="${gates:+$gates,}$UCLOUD_EXTRA_FEATURE_GATES"
   fi
   # kwokctl gives --kube-feature-gates to all three components and --kube-runtime-config to the
   # apiserver (no --extra-args, so none of their ordering trouble). Empty values are stated too, so

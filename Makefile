@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export UCLOUD_CLUSTER ?= ucloud
 
 .PHONY: help venv crd lint soak test test-unit test-integration control-plane cluster cluster-down \
-        run demo clean test-node node
+        run demo clean test-node node test-second-version test-without-workload-api
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -48,10 +48,27 @@ test-integration: $(BIN)/python ## integration and fast reliability tests on the
 # `make e2e-node` (chart installed, operator as its pod on the real node).
 test: lint chart-lint $(BIN)/python ## everything CI runs: lint, all test tiers, the chart end to end
 	$(BIN)/pytest tests/unit tests/integration tests/reliability -q
+	$(MAKE) test-second-version
+	$(MAKE) test-without-workload-api
 	$(MAKE) e2e-local
 	$(MAKE) e2e-upgrade
 	$(MAKE) test-node
 	$(MAKE) e2e-node
+
+# The integration tier (gang tests included) on the other supported Kubernetes, in a cluster of
+# its own (deleted after), its binaries built into a cache folder of their own.
+test-second-version: $(BIN)/python ## the integration tier on hack/versions.env's SECOND_KUBE_VERSION (1.36)
+	source hack/versions.env; export KUBE_VERSION=$$SECOND_KUBE_VERSION; \
+	  cluster=$(UCLOUD_CLUSTER)-second; hack/build-control-plane.sh >/dev/null; \
+	  rc=0; UCLOUD_CLUSTER=$$cluster $(BIN)/pytest tests/integration -q || rc=$$?; \
+	  UCLOUD_CLUSTER=$$cluster hack/cluster.sh down; exit $$rc
+
+# `--gang-admission=auto` where the API server serves no Workload API: as before it existed.
+test-without-workload-api: $(BIN)/python ## gang admission's auto and on on a cluster without the Workload API
+	cluster=$(UCLOUD_CLUSTER)-noworkload; rc=0; \
+	  UCLOUD_WORKLOAD_API=0 UCLOUD_CLUSTER=$$cluster $(BIN)/pytest tests/without_workload_api \
+	    tests/integration/test_rules.py -q || rc=$$?; \
+	  UCLOUD_CLUSTER=$$cluster hack/cluster.sh down; exit $$rc
 
 # One real node per machine (its bridge and kube-proxy's iptables chains are the machine's): the
 # tier's cluster is deleted after it, so that e2e-node can start its own.

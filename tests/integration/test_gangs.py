@@ -8,7 +8,7 @@ a cluster that does not serve it."""
 
 from __future__ import annotations
 
-import json
+import re
 import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +18,13 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.support.cluster import Cluster, PodCreations, busybox, in_artifacts, kubectl
+from tests.support.cluster import (
+    Cluster,
+    PodCreations,
+    busybox,
+    in_artifacts,
+    served_pod_group_version,
+)
 from tests.support.operator import OperatorProcess
 from ucloud_operator import gangs
 from ucloud_operator.models import JobState, Reason
@@ -32,18 +38,8 @@ MAX_BACKOFF = timedelta(seconds=11)  # kube-scheduler's podMaxBackoffSeconds (10
 @pytest.fixture(scope="module")
 def version(kubectl_bin: str, kubeconfig: str) -> str:
     """The scheduling.k8s.io version serving PodGroups here, as the operator finds it."""
-
-    def get(path: str) -> Any:
-        return json.loads(kubectl(kubectl_bin, kubeconfig, "get", "--raw", path).stdout)
-
-    served = {
-        entry["version"]: [
-            r["name"] for r in get(f"/apis/{gangs.API_GROUP}/{entry['version']}")["resources"]
-        ]
-        for entry in get(f"/apis/{gangs.API_GROUP}")["versions"]
-    }
-    found = gangs.served_version(served)
-    assert found, f"the test cluster serves no podgroups ({served}): hack/cluster.sh turns it on"
+    found = served_pod_group_version(kubectl_bin, kubeconfig)
+    assert found, "the test cluster serves no podgroups: hack/cluster.sh turns them on"
     return found
 
 
@@ -117,7 +113,7 @@ def waiting_unplaced(cluster: Cluster, name: str) -> dict[str, Any]:
 def test_the_operator_says_it_uses_gang_admission(
     room: Cluster, operator: OperatorProcess, version: str
 ) -> None:
-    assert f"a PodGroup of scheduling.k8s.io/{version} per job" in operator.log.read_text()
+    operator.wait_for_log(re.escape(f"a PodGroup of scheduling.k8s.io/{version} per job"), since=0)
     assert operator.scrape().value("ucloud_gang_admission", mode="auto", version=version) == 1
 
 

@@ -10,6 +10,7 @@ pods and the operator's log tail.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -25,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.support.operator import Operator
 from tests.support.poll import poll
+from ucloud_operator import gangs
 from ucloud_operator.models import API_VERSION, GROUP, JOB_NAME_LABEL, KIND, PLURAL, VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,6 +91,21 @@ def kubectl(
         text=True,
         input=input_text,
     )
+
+
+def served_pod_group_version(binary: str, kubeconfig: str) -> str | None:
+    """The scheduling.k8s.io version serving PodGroups on the cluster, as the operator's
+    discovery finds it; None where the Workload API is not served."""
+
+    def get(path: str) -> Any:
+        return json.loads(kubectl(binary, kubeconfig, "get", "--raw", path).stdout)
+
+    group = f"/apis/{gangs.API_GROUP}"
+    served = {
+        entry["version"]: [r["name"] for r in get(f"{group}/{entry['version']}")["resources"]]
+        for entry in get(group)["versions"]
+    }
+    return gangs.served_version(served)
 
 
 def create_namespace(core: client.CoreV1Api, name: str, timeout: float = 30.0) -> None:

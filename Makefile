@@ -61,14 +61,14 @@ test-second-version: $(BIN)/python ## the integration tier on hack/versions.env'
 	source hack/versions.env; export KUBE_VERSION=$$SECOND_KUBE_VERSION; \
 	  cluster=$(UCLOUD_CLUSTER)-second; hack/build-control-plane.sh >/dev/null; \
 	  rc=0; UCLOUD_CLUSTER=$$cluster $(BIN)/pytest tests/integration -q || rc=$$?; \
-	  UCLOUD_CLUSTER=$$cluster hack/cluster.sh down; exit $$rc
+	  UCLOUD_CLUSTER=$$cluster hack/cluster.sh down >/dev/null 2>&1; exit $$rc
 
 # `--gang-admission=auto` where the API server serves no Workload API: as before it existed.
 test-without-workload-api: $(BIN)/python ## gang admission's auto and on on a cluster without the Workload API
 	cluster=$(UCLOUD_CLUSTER)-noworkload; rc=0; \
 	  UCLOUD_WORKLOAD_API=0 UCLOUD_CLUSTER=$$cluster $(BIN)/pytest tests/without_workload_api \
 	    tests/integration/test_rules.py -q || rc=$$?; \
-	  UCLOUD_CLUSTER=$$cluster hack/cluster.sh down; exit $$rc
+	  UCLOUD_CLUSTER=$$cluster hack/cluster.sh down >/dev/null 2>&1; exit $$rc
 
 # One real node per machine (its bridge and kube-proxy's iptables chains are the machine's): the
 # tier's cluster is deleted after it, so that e2e-node can start its own.

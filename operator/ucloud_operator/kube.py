@@ -208,9 +208,10 @@ class KubeApi:
 
     async def discover(self, group: str) -> dict[str, list[str]]:
         """The versions of API `group` the server serves, each with its resources; empty when
-        it serves none."""
+        it serves none. Transient failures are retried as writes are: the operator asks once, at
+        start, and waits on the answer."""
         try:
-            listing = await self.list_page("discovery", f"/apis/{group}", {})
+            listing = await self._read(f"/apis/{group}")
         except Refused:  # 404: not served at all
             return {}
         served: dict[str, list[str]] = {}
@@ -218,10 +219,22 @@ class KubeApi:
             version = entry.get("version")
             if not isinstance(version, str):
                 continue
-            resources = await self.list_page("discovery", f"/apis/{group}/{version}", {})
+            resources = await self._read(f"/apis/{group}/{version}")
             names = [r.get("name") for r in resources.get("resources") or ()]
             served[version] = [name for name in names if isinstance(name, str)]
         return served
+
+    async def _read(self, path: str) -> Any:
+        """One discovery document, retried with jittered backoff (or Retry-After)."""
+        for delay in (*_RETRY_DELAYS, None):
+            try:
+                return await self.list_page("discovery", path, {})
+            except Transient as failure:
+                if delay is None:
+                    raise
+                API_RETRIES.labels("get", "discovery").inc()
+                await self._sleep(backoff(delay * random.uniform(0.5, 1.5), failure))
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"

@@ -272,3 +272,37 @@ def test_retry_after_reads_seconds_or_a_date(
     status: int, header: str, seconds: float | None
 ) -> None:
     assert retry_after(status, {"Retry-After": header}, WALL) == seconds
+
+
+async def test_discovery_is_retried_through_a_dropped_connection_and_reads_each_version() -> None:
+    answers = {"/apis/scheduling.k8s.io": [503, 200], "/apis/scheduling.k8s.io/v1beta1": [200]}
+    documents = {
+        "/apis/scheduling.k8s.io": {"versions": [{"version": "v1beta1"}]},
+        "/apis/scheduling.k8s.io/v1beta1": {"resources": [{"name": "podgroups"}, {"name": 7}]},
+    }
+
+    async def answer(request: web.Request) -> web.Response:
+        status = answers[request.path].pop(0)
+        if status != 200:
+            return web.json_response({"kind": "Status", "message": "busy"}, status=status)
+        return web.json_response(documents[request.path])
+
+    app = web.Application()
+    app.router.add_get("/apis/scheduling.k8s.io", answer)
+    app.router.add_get("/apis/scheduling.k8s.io/v1beta1", answer)
+    server = TestServer(app)
+    await server.start_server()
+    configuration = client.Configuration()
+    configuration.host = str(server.make_url("")).rstrip("/")
+    slept = Slept()
+    api = KubeApi(configuration, concurrency=1, instance="test", sleep=slept)
+    await api.start()
+    try:
+        served = await api.discover("scheduling.k8s.io")
+        missing = await api.discover("nothing.example")  # 404: served by no version
+    finally:
+        await api.close()
+        await server.close()
+    assert served == {"v1beta1": ["podgroups"]}
+    assert missing == {}
+    assert len(slept.waits) == 1

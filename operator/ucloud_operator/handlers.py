@@ -63,7 +63,8 @@ class Runtime:
         self.lease_api: KubernetesLeaseApi | None = None
         self.lease_task: asyncio.Task[None] | None = None
         self.lag_task: asyncio.Task[None] | None = None
-        self.informers: list[PodInformer | GangInformer] = []
+        self.informers: list[PodInformer] = []
+        self.gang_informers: list[GangInformer] = []  # under gang admission
         self.informer_tasks: list[asyncio.Task[None]] = []
         self.node_informer: NodeInformer | None = None
         self.node_task: asyncio.Task[None] | None = None
@@ -87,14 +88,13 @@ class Runtime:
         self, api: KubeApi, index: GangIndex, version: str, controller: Controller
     ) -> None:
         """Under gang admission: the jobs' PodGroups, as the pods are watched."""
-        informers = [
+        self.gang_informers = [
             GangInformer(api, index, namespace, version, controller.enqueue)
             for namespace in (self.settings.namespaces or (None,))
         ]
-        self.informers += informers
         self.informer_tasks += [
             asyncio.create_task(informer.run(), name=f"podgroup informer {informer.scope}")
-            for informer in informers
+            for informer in self.gang_informers
         ]
 
     def start_node_informer(
@@ -120,6 +120,7 @@ class Runtime:
         the pods it already has, or their nodes (a node informer that may not read nodes counts
         as listed, empty)."""
         listed = [informer.synced for informer in self.informers]
+        listed += [informer.synced for informer in self.gang_informers]
         if self.node_informer is not None:
             listed.append(self.node_informer.synced)
         await asyncio.gather(*(event.wait() for event in listed))
@@ -140,16 +141,17 @@ class Runtime:
         event). Nodes the operator may not read do not hold readiness back: it says so."""
         health = self.healthy()
         synced = bool(self.informers) and all(i.synced.is_set() for i in self.informers)
+        groups_synced = all(i.synced.is_set() for i in self.gang_informers)
         nodes = self.node_informer
         nodes_synced = nodes is not None and nodes.synced.is_set()
         if nodes is not None and nodes.forbidden is not None:
             nodes_listed: object = f"forbidden, running without node facts: {nodes.forbidden}"
         else:
             nodes_listed = nodes_synced
-        return Check(
-            health.ok and synced and nodes_synced,
-            {**health.detail, "pods listed": synced, "nodes listed": nodes_listed},
-        )
+        detail = {**health.detail, "pods listed": synced, "nodes listed": nodes_listed}
+        if self.gang_informers:
+            detail["podgroups listed"] = groups_synced
+        return Check(health.ok and synced and groups_synced and nodes_synced, detail)
 
 
 @kopf.index(GROUP, VERSION, PLURAL, registry=registry)

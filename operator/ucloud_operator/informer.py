@@ -455,9 +455,19 @@ class GangIndex:
         return self._groups.pop(key, None) is not None
 
 
+PODGROUPS_FORBIDDEN = (
+    "running without the scheduler's verdict on gangs (a gang it cannot place shows as "
+    "WaitingForReplicas, not Unschedulable); grant get, list, watch, create and delete on "
+    "podgroups.scheduling.k8s.io (the chart does unless operator.gangAdmission is off), or run "
+    "with --gang-admission=off"
+)
+
+
 class GangInformer(Informer[JobKey, GangPlacement]):
     """Lists and watches the jobs' PodGroups of one namespace (or all of them) into a
-    `GangIndex`, calling `changed` with the key of every job whose group's verdict changed."""
+    `GangIndex`, calling `changed` with the key of every job whose group's verdict changed.
+    Optional: without the permission to read them, the jobs still run (and a group whose create
+    is refused too fails its job with the API server's words)."""
 
     def __init__(
         self,
@@ -468,6 +478,7 @@ class GangInformer(Informer[JobKey, GangPlacement]):
         changed: Callable[[JobKey], None],
         *,
         first_retry_delay: float = 0.5,
+        forbidden_retry_delay: float = FORBIDDEN_RETRY_SECONDS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         base = f"/apis/{gangs.API_GROUP}/{version}"
@@ -480,7 +491,9 @@ class GangInformer(Informer[JobKey, GangPlacement]):
             _keyed_group,
             scope=f"namespace {namespace}" if namespace else "all namespaces",
             label_selector=JOB_NAME_LABEL,
+            if_forbidden=PODGROUPS_FORBIDDEN,
             first_retry_delay=first_retry_delay,
+            forbidden_retry_delay=forbidden_retry_delay,
             sleep=sleep,
         )
 

@@ -115,6 +115,7 @@ def test_the_operator_says_it_uses_gang_admission(
 ) -> None:
     operator.wait_for_log(re.escape(f"a PodGroup of scheduling.k8s.io/{version} per job"), since=0)
     assert operator.scrape().value("ucloud_gang_admission", mode="auto", version=version) == 1
+    assert '"podgroups listed": true' in operator.probe("/readyz")
 
 
 def test_two_gangs_one_runs_the_other_waits_whole_then_runs(room: Cluster, version: str) -> None:

@@ -21,6 +21,7 @@ from ucloud_operator.gangs import (
 )
 from ucloud_operator.handlers import gang_admission
 from ucloud_operator.informer import GangIndex, GangInformer, JobKey
+from ucloud_operator.kube import Forbidden
 from ucloud_operator.metrics import REGISTRY
 from ucloud_operator.models import JOB_NAME_LABEL, JobState
 
@@ -285,3 +286,17 @@ async def test_the_group_informer_keeps_each_verdict_and_reports_only_changes() 
     assert placement is not None and placement.scheduled is False
     assert index.get(("default", "b")) is None
     assert len(index) == 1
+
+
+async def test_without_the_right_to_read_groups_the_informer_says_so_and_holds_nothing_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    refusal = Forbidden('podgroups.scheduling.k8s.io is forbidden: User "op" cannot list')
+    api = ScriptedApi(lists=[refusal], watches=[])
+    informer = GangInformer(
+        api, GangIndex(), None, "v1beta1", print, first_retry_delay=0, forbidden_retry_delay=0
+    )
+    await run_informer_until_drained(api, informer)
+    assert informer.synced.is_set()  # the controller does not wait for it
+    assert informer.forbidden is not None
+    assert "running without the scheduler's verdict on gangs" in caplog.text

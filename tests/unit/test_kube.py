@@ -56,14 +56,18 @@ def test_client_certificates_send_no_authorization_header() -> None:
     assert "Authorization" not in api_with()._headers("x")
 
 
-async def served(handler: Any) -> tuple[TestServer, KubeApi]:
+async def served(
+    handler: Any, *paths: str, sleep: Any = asyncio.sleep
+) -> tuple[TestServer, KubeApi]:
+    """A local server answering GETs of `paths` (the pod list when none) with `handler`."""
     app = web.Application()
-    app.router.add_get("/api/v1/pods", handler)
+    for path in paths or ("/api/v1/pods",):
+        app.router.add_get(path, handler)
     server = TestServer(app)
     await server.start_server()
     configuration = client.Configuration()
     configuration.host = str(server.make_url("")).rstrip("/")
-    api = KubeApi(configuration, concurrency=1, instance="test")
+    api = KubeApi(configuration, concurrency=1, instance="test", sleep=sleep)
     await api.start()
     return server, api
 
@@ -274,7 +278,7 @@ def test_retry_after_reads_seconds_or_a_date(
     assert retry_after(status, {"Retry-After": header}, WALL) == seconds
 
 
-async def test_discovery_is_retried_through_a_dropped_connection_and_reads_each_version() -> None:
+async def test_discovery_is_retried_through_a_503_and_reads_each_version() -> None:
     answers = {"/apis/scheduling.k8s.io": [503, 200], "/apis/scheduling.k8s.io/v1beta1": [200]}
     documents = {
         "/apis/scheduling.k8s.io": {"versions": [{"version": "v1beta1"}]},
@@ -287,22 +291,14 @@ async def test_discovery_is_retried_through_a_dropped_connection_and_reads_each_
             return web.json_response({"kind": "Status", "message": "busy"}, status=status)
         return web.json_response(documents[request.path])
 
-    app = web.Application()
-    app.router.add_get("/apis/scheduling.k8s.io", answer)
-    app.router.add_get("/apis/scheduling.k8s.io/v1beta1", answer)
-    server = TestServer(app)
-    await server.start_server()
-    configuration = client.Configuration()
-    configuration.host = str(server.make_url("")).rstrip("/")
     slept = Slept()
-    api = KubeApi(configuration, concurrency=1, instance="test", sleep=slept)
-    await api.start()
+    server, api = await served(answer, *documents, sleep=slept)
     try:
-        served = await api.discover("scheduling.k8s.io")
+        found = await api.discover("scheduling.k8s.io")
         missing = await api.discover("nothing.example")  # 404: served by no version
     finally:
         await api.close()
         await server.close()
-    assert served == {"v1beta1": ["podgroups"]}
+    assert found == {"v1beta1": ["podgroups"]}
     assert missing == {}
     assert len(slept.waits) == 1

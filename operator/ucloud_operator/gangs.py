@@ -29,7 +29,7 @@ VERSIONS = ("v1beta1", "v1alpha2")
 # placed), `PodGroupScheduled` in 1.36.
 SCHEDULED_CONDITIONS = ("PodGroupInitiallyScheduled", "PodGroupScheduled")
 
-MODES = ("auto", "on", "off")
+MODES = ("auto", "on", "off")  # --gang-admission
 
 
 class GangAdmissionUnavailable(Exception):  # noqa: N818 - it reads as a sentence

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NoReturn
 
-from . import __version__
+from . import __version__, gangs
 from .rules import Settings
 
 
@@ -169,7 +169,7 @@ def parser(environ: Mapping[str, str]) -> _Parser:
     )
     p.add_argument(
         "--gang-admission",
-        choices=("auto", "on", "off"),
+        choices=gangs.MODES,
         default="auto",
         help="place the replicas of a job all or none, through Kubernetes' Workload API "
         "(a PodGroup per job of more than one replica): auto uses it where the API server "
